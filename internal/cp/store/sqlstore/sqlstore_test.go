@@ -154,7 +154,7 @@ func TestGroups(t *testing.T) {
 			want  []string
 			total int
 		}{
-			{"created order", store.GroupQuery{}, []string{"default", "bravo", "alpha", "charlie", "alphabet"}, 5},
+			{"created order", store.GroupQuery{}, []string{"bravo", "alpha", "charlie", "alphabet", "default"}, 5},
 			{"sort by name", store.GroupQuery{Sort: "name"}, []string{"alpha", "alphabet", "bravo", "charlie", "default"}, 5},
 			{"sort by name desc", store.GroupQuery{Sort: "name", Desc: true}, []string{"default", "charlie", "bravo", "alphabet", "alpha"}, 5},
 			{"eq", store.GroupQuery{Filters: []store.GroupFilter{f("name", "eq", "alpha")}}, []string{"alpha"}, 1},
