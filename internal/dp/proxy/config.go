@@ -1,0 +1,209 @@
+// Package proxy is the runtime's HTTP proxy engine: the request handler that
+// turns a client request into an upstream request the way Kong does
+// (hop-by-hop removal, X-Forwarded-*, Via, Host, request id, latency headers,
+// Kong-shaped error bodies), and a lean HTTP/1.1 upstream client with a
+// per-target keep-alive pool.
+//
+// The upstream side deliberately does not use net/http's Transport: its two
+// goroutines per connection and channel hand-offs cost more CPU per request
+// than the whole proxy budget allows (see bench/ and the package benchmarks).
+// Here the handler goroutine writes the request head from pooled buffers and
+// reads the response head itself, so a proxied request costs one goroutine
+// and no allocation beyond what net/http's server and the response header map
+// need.
+//
+// The router, balancers, health checks and plugins plug in through the small
+// interfaces in this file (Resolver, Balancer) so they can be built
+// independently and wired later.
+package proxy
+
+import (
+	"errors"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"time"
+)
+
+// Service is an upstream service as the proxy needs it: Kong's service entity
+// reduced to what the hot path reads. A Service is immutable once passed to
+// the proxy inside a Config; build a new one to change it.
+type Service struct {
+	// ID is the service's UUID (informational; used in logs and errors).
+	ID string
+	// Name is the service name (informational).
+	Name string
+	// Protocol is "http" or "https". Only "http" is implemented; "https"
+	// fails with ErrUnsupportedProtocol until the TLS seam is filled.
+	Protocol string
+	// Host is the upstream host name or IP, without port. Used as the
+	// default dial target and as the upstream Host header.
+	Host string
+	// Port is the upstream TCP port, 1..65535.
+	Port int
+	// Retries is how many times a failed connection attempt is retried
+	// (Kong's service.retries, default 5). Only failures that happen before
+	// any of the request was sent are retried.
+	Retries int
+	// ConnectTimeout bounds dialing one connection (Kong: connect_timeout,
+	// milliseconds in the entity, a Duration here). Zero means 60s.
+	ConnectTimeout time.Duration
+	// WriteTimeout bounds each write of the request to the upstream
+	// (Kong: write_timeout). Zero means 60s.
+	WriteTimeout time.Duration
+	// ReadTimeout bounds each read from the upstream, including waiting for
+	// the response head (Kong: read_timeout). Zero means 60s.
+	ReadTimeout time.Duration
+	// Balancer, when set, picks the peer address for each attempt (an
+	// upstream entity's ring balancer). When nil the proxy dials Host:Port.
+	Balancer Balancer
+
+	// Precomputed by Prepare; read-only afterwards.
+	addr       string // Host:Port, the default dial address.
+	hostHeader string // Host, plus ":port" when the port is not the scheme default.
+	prepared   bool
+}
+
+// Prepare validates s and precomputes the strings the hot path needs, so
+// that serving a request never formats them. It must be called once before
+// the Service is published in a Config (NewConfig does it).
+func (s *Service) Prepare() error {
+	if s.Host == "" {
+		return errors.New("proxy: service host is required")
+	}
+	if s.Port <= 0 || s.Port > 65535 {
+		return errors.New("proxy: service port must be in 1..65535")
+	}
+	switch s.Protocol {
+	case "", "http":
+		s.Protocol = "http"
+	case "https":
+	default:
+		return errors.New("proxy: service protocol must be http or https, got " + strconv.Quote(s.Protocol))
+	}
+	if s.Retries < 0 {
+		return errors.New("proxy: service retries must be >= 0")
+	}
+	for _, d := range []*time.Duration{&s.ConnectTimeout, &s.WriteTimeout, &s.ReadTimeout} {
+		if *d < 0 {
+			return errors.New("proxy: service timeouts must be >= 0")
+		}
+		if *d == 0 {
+			*d = 60 * time.Second
+		}
+	}
+	port := strconv.Itoa(s.Port)
+	s.addr = joinHostPort(s.Host, port)
+	s.hostHeader = s.Host
+	if (s.Protocol == "http" && s.Port != 80) || (s.Protocol == "https" && s.Port != 443) {
+		s.hostHeader = s.addr
+	}
+	s.prepared = true
+	return nil
+}
+
+func joinHostPort(host, port string) string {
+	for i := 0; i < len(host); i++ {
+		if host[i] == ':' {
+			return "[" + host + "]:" + port
+		}
+	}
+	return host + ":" + port
+}
+
+// Match is what a Resolver reports for one request. The proxy owns one Match
+// per request (pooled) and hands a zeroed one to Resolve, so resolving
+// allocates nothing.
+type Match struct {
+	// Service is the upstream service; nil means no route matched (404).
+	Service *Service
+	// RouteID identifies the matched route (informational).
+	RouteID string
+	// PreserveHost sends the client's Host header upstream instead of the
+	// service's (Kong's route.preserve_host).
+	PreserveHost bool
+	// Path is the upstream request path (already joined with service.path
+	// and stripped per strip_path). Empty means the client's path unchanged.
+	// It must not contain the query string; the client's query is appended.
+	Path string
+	// Prefix is the path prefix removed by strip_path, reported upstream as
+	// X-Forwarded-Prefix. Empty or "/" sends no header.
+	Prefix string
+}
+
+// Resolver finds the service for a request. Implementations must be safe for
+// concurrent use and must not retain r or m after returning. The router's
+// compiled index implements it; StaticResolver serves a single service.
+type Resolver interface {
+	Resolve(r *http.Request, m *Match)
+}
+
+// StaticResolver routes every request to one service, path unchanged.
+type StaticResolver struct {
+	// Service receives every request.
+	Service *Service
+}
+
+// Resolve implements Resolver.
+func (s StaticResolver) Resolve(_ *http.Request, m *Match) { m.Service = s.Service }
+
+// Balancer picks the peer for one attempt of a request. Implementations must
+// be safe for concurrent use. attempt counts from 0; a balancer should pick a
+// different peer on later attempts when it can. Errors should wrap
+// ErrNoPeer (503 "failure to get a peer from the ring-balancer") or
+// ErrNameResolution (503 "name resolution failed").
+type Balancer interface {
+	Pick(r *http.Request, attempt int) (addr string, err error)
+	// Report tells the balancer how an attempt against addr went: err is nil
+	// on success, a connection error or timeout otherwise (passive health).
+	Report(addr string, err error)
+}
+
+// Errors a Balancer returns (wrapped) to select Kong's 503 bodies.
+var (
+	ErrNoPeer              = errors.New("failure to get a peer from the ring-balancer")
+	ErrNameResolution      = errors.New("name resolution failed")
+	ErrUnsupportedProtocol = errors.New("proxy: upstream protocol not supported yet")
+)
+
+// Config is one compiled, immutable proxy configuration. The proxy loads it
+// through one atomic pointer per request; publish a new Config to change it.
+type Config struct {
+	// Resolver maps requests to services. Required.
+	Resolver Resolver
+	// TrustedIPs lists the client networks whose incoming X-Forwarded-Proto,
+	// -Host, -Port, -Path and -Prefix are passed on (Kong's trusted_ips).
+	// X-Forwarded-For is always appended to, as Kong does.
+	TrustedIPs []netip.Prefix
+	// KongHeaders names the latency and request-id headers as Kong does
+	// (X-Kong-Upstream-Latency, X-Kong-Proxy-Latency, X-Kong-Request-Id)
+	// instead of the X-Gantry-* names.
+	KongHeaders bool
+	// DisableLatencyHeaders leaves the latency headers out of responses
+	// (Kong's headers=off for them).
+	DisableLatencyHeaders bool
+	// DisableVia leaves out the Via header both ways.
+	DisableVia bool
+}
+
+// Check validates c.
+func (c *Config) Check() error {
+	if c == nil || c.Resolver == nil {
+		return errors.New("proxy: config needs a Resolver")
+	}
+	return nil
+}
+
+func (c *Config) trusted(ip netip.Addr) bool {
+	if !ip.IsValid() || len(c.TrustedIPs) == 0 {
+		return false
+	}
+	// Clients on a dual-stack listener show up as IPv4-mapped IPv6.
+	ip = ip.Unmap()
+	for _, p := range c.TrustedIPs {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
