@@ -255,7 +255,11 @@ func TestMatchPrecedence(t *testing.T) {
 		{
 			name: "snis are ignored on plain http",
 			routes: []Route[string]{
-				rt(1, "sni", func(r *Route[string]) { r.Protocols = []string{"http", "https"}; r.SNIs = []string{"a.com"}; r.Paths = []string{"/"} }),
+				rt(1, "sni", func(r *Route[string]) {
+					r.Protocols = []string{"http", "https"}
+					r.SNIs = []string{"a.com"}
+					r.Paths = []string{"/"}
+				}),
 			},
 			req:  req{target: "/x"},
 			want: "sni",
