@@ -1,0 +1,196 @@
+#!/usr/bin/env bash
+# bench/proxy.sh — proxy throughput comparison (B1 in the performance notes).
+#
+# Upstream: nginx `return 200` with a 64-byte body, pinned to CPU 0.
+# Targets, each pinned alone to CPU 1 (so Go runs with GOMAXPROCS=1):
+#   nginx  — proxy_pass with upstream keepalive, 1 worker (the reference)
+#   gantry — the runtime's proxy engine with one service (bench/gantryproxy)
+# Load: wrk on CPU 0, `wrk -t1 -c50 -d10s --latency`, after a 3 s warm-up,
+# RUNS runs per target, medians reported with min-max RPS. CPU µs/request is
+# the target's utime+stime delta (/proc/<pid>/stat) divided by the requests
+# wrk completed; RSS is the peak (VmHWM). Loopback only; every step bounded
+# by `timeout`. Results go to bench/results/ (git-ignored).
+#
+# Usage: bench/proxy.sh            (env: RUNS=3 DURATION=10 WARMUP=3 CONNS=50 TARGETS="nginx gantry")
+set -euo pipefail
+
+RUNS=${RUNS:-3}
+DURATION=${DURATION:-10}
+WARMUP=${WARMUP:-3}
+CONNS=${CONNS:-50}
+TARGETS=${TARGETS:-"nginx gantry"}
+UP_PORT=18080
+declare -A PORT=([direct]=18080 [nginx]=18081 [gantry]=18082)
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+RESULTS=$ROOT/bench/results
+mkdir -p "$RESULTS"
+WORK=$(mktemp -d /tmp/gantry-bench.XXXXXX)
+PIDS=()
+cleanup() {
+	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+need() { command -v "$1" >/dev/null 2>&1; }
+if ! need nginx || ! need wrk; then
+	echo "installing nginx and wrk from Debian packages" >&2
+	timeout 300 apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive timeout 300 apt-get install -y -qq nginx-light wrk >/dev/null
+fi
+need taskset || { echo "taskset (util-linux) is required" >&2; exit 1; }
+NGINX=$(command -v nginx)
+TICK=$(getconf CLK_TCK)
+
+# nginx configurations live in the work dir, never the system service's.
+mkdir -p "$WORK/up" "$WORK/px"
+BODY=$(printf '%064d' 0 | tr 0 x)
+cat >"$WORK/up/nginx.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $WORK/up/nginx.pid;
+error_log $WORK/up/error.log warn;
+events { worker_connections 4096; }
+http {
+	access_log off;
+	client_body_temp_path $WORK/up; proxy_temp_path $WORK/up; fastcgi_temp_path $WORK/up;
+	uwsgi_temp_path $WORK/up; scgi_temp_path $WORK/up;
+	keepalive_requests 1000000;
+	server {
+		listen 127.0.0.1:$UP_PORT;
+		location / { default_type text/plain; return 200 "$BODY"; }
+	}
+}
+CONF
+cat >"$WORK/px/nginx.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $WORK/px/nginx.pid;
+error_log $WORK/px/error.log warn;
+events { worker_connections 4096; }
+http {
+	access_log off;
+	client_body_temp_path $WORK/px; proxy_temp_path $WORK/px; fastcgi_temp_path $WORK/px;
+	uwsgi_temp_path $WORK/px; scgi_temp_path $WORK/px;
+	keepalive_requests 1000000;
+	upstream up { server 127.0.0.1:$UP_PORT; keepalive 128; keepalive_requests 1000000; }
+	server {
+		listen 127.0.0.1:${PORT[nginx]};
+		location / {
+			proxy_pass http://up;
+			proxy_http_version 1.1;
+			proxy_set_header Connection "";
+		}
+	}
+}
+CONF
+
+echo "building bench/gantryproxy" >&2
+(cd "$ROOT" && timeout 300 go build -o "$WORK/gantryproxy" ./bench/gantryproxy)
+
+wait_port() {
+	for _ in $(seq 1 100); do
+		if (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null; then return 0; fi
+		sleep 0.05
+	done
+	echo "port $1 did not open" >&2
+	return 1
+}
+
+# Upstream on CPU 0 (shared with wrk, as in the measured baseline).
+taskset -c 0 "$NGINX" -p "$WORK/up" -c "$WORK/up/nginx.conf" 2>/dev/null &
+PIDS+=($!)
+wait_port $UP_PORT
+
+declare -A TPID
+start_target() {
+	case $1 in
+	direct) TPID[direct]="" ;;
+	nginx)
+		taskset -c 1 "$NGINX" -p "$WORK/px" -c "$WORK/px/nginx.conf" 2>/dev/null &
+		PIDS+=($!)
+		TPID[nginx]=$!
+		;;
+	gantry)
+		taskset -c 1 "$WORK/gantryproxy" -listen 127.0.0.1:${PORT[gantry]} -upstream 127.0.0.1:$UP_PORT &
+		PIDS+=($!)
+		TPID[gantry]=$!
+		;;
+	*) echo "unknown target $1" >&2; exit 1 ;;
+	esac
+	wait_port "${PORT[$1]}"
+}
+
+# pids of a target: the process and its children (nginx's worker).
+tree() { [ -n "$1" ] && { echo "$1"; pgrep -P "$1" || true; }; }
+cpu_ticks() {
+	local sum=0 p
+	for p in $(tree "$1"); do
+		[ -r /proc/$p/stat ] || continue
+		# Fields 14 and 15 are utime and stime, counted after the "(comm)".
+		sum=$((sum + $(sed 's/.*) //' /proc/$p/stat | awk '{print $12 + $13}')))
+	done
+	echo $sum
+}
+peak_rss_kb() {
+	local max=0 p v
+	for p in $(tree "$1"); do
+		v=$(awk '/VmHWM/ {print $2}' /proc/$p/status 2>/dev/null || echo 0)
+		[ "${v:-0}" -gt "$max" ] && max=$v
+	done
+	echo $max
+}
+to_us() { # wrk latency "1.23ms" -> microseconds
+	awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) print n; else if (v ~ /ms$/) print n * 1000; else if (v ~ /s$/) print n * 1000000; else print n }'
+}
+median() { sort -n | awk '{a[NR] = $1} END { print a[int((NR + 1) / 2)] }'; }
+
+STAMP=$(date -u +%Y%m%dT%H%M%SZ)
+RAW=$RESULTS/proxy-$STAMP.tsv
+echo -e "target\trun\trps\tp50_us\tp99_us\trequests\tcpu_us_per_req\trss_kb" >"$RAW"
+LOAD=$(cat /proc/loadavg)
+
+for t in $TARGETS; do
+	start_target "$t"
+	url=http://127.0.0.1:${PORT[$t]}/
+	timeout $((WARMUP + 10)) taskset -c 0 wrk -t1 -c"$CONNS" -d"${WARMUP}s" "$url" >/dev/null
+	for run in $(seq 1 "$RUNS"); do
+		before=$(cpu_ticks "${TPID[$t]}")
+		out=$(timeout $((DURATION + 15)) taskset -c 0 wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "$url")
+		after=$(cpu_ticks "${TPID[$t]}")
+		rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
+		reqs=$(awk '/requests in/ {print $1}' <<<"$out")
+		p50=$(to_us "$(awk '$1 == "50%" {print $2}' <<<"$out")")
+		p99=$(to_us "$(awk '$1 == "99%" {print $2}' <<<"$out")")
+		if grep -q "Non-2xx\|Socket errors" <<<"$out"; then
+			echo "warning: $t run $run had errors:" >&2
+			grep "Non-2xx\|Socket errors" <<<"$out" >&2
+		fi
+		cpu="-"
+		if [ -n "${TPID[$t]}" ] && [ "${reqs:-0}" -gt 0 ]; then
+			cpu=$(awk -v d=$((after - before)) -v tk="$TICK" -v n="$reqs" 'BEGIN { printf "%.1f", d / tk * 1e6 / n }')
+		fi
+		rss=$( [ -n "${TPID[$t]}" ] && peak_rss_kb "${TPID[$t]}" || echo 0)
+		echo -e "$t\t$run\t$rps\t$p50\t$p99\t$reqs\t$cpu\t$rss" >>"$RAW"
+		echo "$t run $run: $rps rps, p50 ${p50}µs, p99 ${p99}µs, ${cpu} µs/req CPU" >&2
+	done
+	if [ -n "${TPID[$t]}" ]; then kill "${TPID[$t]}" 2>/dev/null || true; wait "${TPID[$t]}" 2>/dev/null || true; fi
+done
+
+# Summary table: medians, min-max RPS, ratio to nginx measured in this run.
+SUMMARY=$RESULTS/proxy-$STAMP.txt
+{
+	echo "proxy benchmark $STAMP  (runs=$RUNS duration=${DURATION}s conns=$CONNS, load before: $LOAD)"
+	printf "%-8s %18s %9s %9s %9s %12s %8s\n" target "rps median (min-max)" p50_us p99_us vs_nginx cpu_us/req rss_MB
+	nginx_rps=$(awk -F'\t' '$1 == "nginx" {print $3}' "$RAW" | median)
+	for t in $TARGETS; do
+		col() { awk -F'\t' -v t="$t" -v c="$1" '$1 == t {print $c}' "$RAW"; }
+		rps=$(col 3 | median); mn=$(col 3 | sort -n | head -1); mx=$(col 3 | sort -n | tail -1)
+		p50=$(col 4 | median); p99=$(col 5 | median); cpu=$(col 7 | median); rss=$(col 8 | median)
+		ratio=$(awk -v a="$rps" -v b="${nginx_rps:-0}" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }')
+		printf "%-8s %8.0f (%.0f-%.0f) %9.0f %9.0f %9s %12s %8.1f\n" "$t" "$rps" "$mn" "$mx" "$p50" "$p99" "$ratio" "$cpu" "$(awk -v k="$rss" 'BEGIN { print k / 1024 }')"
+	done
+} | tee "$SUMMARY"
+echo "raw runs: $RAW" >&2
