@@ -1,0 +1,284 @@
+// Package api serves the control plane's HTTP API: the Konnect-shaped management API
+// (/v2/runtime-groups, tokens, organizations), health and metrics. Later packages mount the
+// per-group Kong Admin API and node catalogue on the same server through Mount.
+package api
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gantry-gw/gantry/internal/cp/auth"
+	"github.com/gantry-gw/gantry/internal/cp/store"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Options configure New.
+type Options struct {
+	Store  store.Store // required
+	Logger *slog.Logger
+	// Region is the deployment this control plane serves; groups of other regions are invisible.
+	Region string // required
+	// ClusterEndpoint and TelemetryEndpoint are the URLs runtime instances connect to, reported in
+	// each group's config.
+	ClusterEndpoint   string
+	TelemetryEndpoint string
+	// Now returns the current time; tests may replace it.
+	Now func() time.Time
+}
+
+// API is the control plane's HTTP handler. Build it with New.
+type API struct {
+	store  store.Store
+	log    *slog.Logger
+	region string
+	opts   Options
+	now    func() time.Time
+
+	mux     *http.ServeMux
+	reg     *prometheus.Registry
+	reqs    *prometheus.CounterVec
+	latency *prometheus.HistogramVec
+}
+
+// New checks opts and builds the API with every management route registered.
+func New(opts Options) (*API, error) {
+	if opts.Store == nil {
+		return nil, errors.New("api: Store is required")
+	}
+	if opts.Region == "" {
+		return nil, errors.New("api: Region is required")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	a := &API{
+		store: opts.Store, log: opts.Logger.With("component", "api"), region: opts.Region, opts: opts, now: opts.Now,
+		mux: http.NewServeMux(), reg: prometheus.NewRegistry(),
+	}
+	a.reqs = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "gantry_http_requests_total", Help: "HTTP requests answered by the control plane API, by route pattern, method and status code.",
+	}, []string{"route", "method", "code"})
+	a.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "gantry_http_request_duration_seconds", Help: "Time to answer control plane API requests, by route pattern and method.",
+		Buckets: prometheus.ExponentialBuckets(0.0005, 2.5, 12),
+	}, []string{"route", "method"})
+	a.reg.MustRegister(a.reqs, a.latency, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	a.mux.HandleFunc("GET /healthz", a.healthz)
+	a.mux.HandleFunc("GET /readyz", a.readyz)
+	a.mux.Handle("GET /metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{}))
+
+	a.Mount("GET /v2/organizations/me", http.HandlerFunc(a.getOrganization))
+	a.Mount("GET /v2/users/me", http.HandlerFunc(a.getMe))
+	a.Mount("GET /v2/users/me/personal-access-tokens", http.HandlerFunc(a.listTokens))
+	a.Mount("POST /v2/users/me/personal-access-tokens", http.HandlerFunc(a.createToken))
+	a.Mount("GET /v2/users/me/personal-access-tokens/{tokenId}", http.HandlerFunc(a.getToken))
+	a.Mount("DELETE /v2/users/me/personal-access-tokens/{tokenId}", http.HandlerFunc(a.revokeToken))
+	for _, base := range GroupBasePaths {
+		a.Mount("GET "+base, http.HandlerFunc(a.listGroups))
+		a.Mount("POST "+base, http.HandlerFunc(a.createGroup))
+		a.Mount("GET "+base+"/{groupId}", http.HandlerFunc(a.getGroup))
+		a.Mount("PATCH "+base+"/{groupId}", http.HandlerFunc(a.patchGroup))
+		a.Mount("DELETE "+base+"/{groupId}", http.HandlerFunc(a.deleteGroup))
+	}
+	return a, nil
+}
+
+// GroupBasePaths are the two names of the runtime-group collection: Gantry's and Konnect's
+// current one.
+var GroupBasePaths = []string{"/v2/runtime-groups", "/v2/control-planes"}
+
+// Mount registers h at pattern (ServeMux syntax) behind bearer-token authentication.
+func (a *API) Mount(pattern string, h http.Handler) {
+	a.mux.Handle(pattern, a.authenticate(h))
+}
+
+// Registry returns the Prometheus registry served at /metrics, for other components' metrics.
+func (a *API) Registry() *prometheus.Registry { return a.reg }
+
+// Handler returns the root handler: request ids, metrics and problem+json for unknown routes.
+func (a *API) Handler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		id := r.Header.Get("X-Request-Id")
+		if id == "" || len(id) > 128 {
+			id = newRequestID()
+		}
+		w.Header().Set("X-Request-Id", id)
+		r = r.WithContext(context.WithValue(r.Context(), requestIDKey{}, id))
+		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		if _, pattern := a.mux.Handler(r); pattern == "" {
+			a.unrouted(rec, r)
+		} else {
+			a.mux.ServeHTTP(rec, r)
+		}
+		route := r.Pattern
+		if route == "" {
+			route = "unmatched"
+		} else if i := strings.IndexByte(route, ' '); i >= 0 {
+			route = route[i+1:]
+		}
+		a.reqs.WithLabelValues(route, r.Method, strconv.Itoa(rec.status)).Inc()
+		a.latency.WithLabelValues(route, r.Method).Observe(time.Since(start).Seconds())
+	})
+}
+
+// unrouted answers requests that match no pattern with problem+json: 405 with Allow when the path
+// exists for other methods, else 404.
+func (a *API) unrouted(w http.ResponseWriter, r *http.Request) {
+	h, _ := a.mux.Handler(r)
+	probe := &headerProbe{header: http.Header{}}
+	h.ServeHTTP(probe, r)
+	if probe.status == http.StatusMethodNotAllowed {
+		w.Header().Set("Allow", probe.header.Get("Allow"))
+		writeProblem(w, r, problem(http.StatusMethodNotAllowed, "Method "+r.Method+" is not allowed here; allowed: "+probe.header.Get("Allow")+"."))
+		return
+	}
+	writeProblem(w, r, problem(http.StatusNotFound, "No API route matches "+r.Method+" "+r.URL.Path+"."))
+}
+
+// headerProbe captures what ServeMux's built-in 404/405 handler would answer, without sending it.
+type headerProbe struct {
+	header http.Header
+	status int
+}
+
+func (p *headerProbe) Header() http.Header         { return p.header }
+func (p *headerProbe) Write(b []byte) (int, error) { return len(b), nil }
+func (p *headerProbe) WriteHeader(status int)      { p.status = status }
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	s.status = code
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+type requestIDKey struct{}
+
+func newRequestID() string {
+	var b [12]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func requestID(r *http.Request) string {
+	if id, ok := r.Context().Value(requestIDKey{}).(string); ok {
+		return id
+	}
+	return ""
+}
+
+func (a *API) healthz(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (a *API) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+	defer cancel()
+	if err := a.store.Ready(ctx); err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "reason": err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready", "database": a.store.Dialect()})
+}
+
+// Principal is who an authenticated request acts for.
+type Principal struct {
+	OrgID   string
+	UserID  string
+	TokenID string
+}
+
+type principalKey struct{}
+
+// PrincipalFrom returns the authenticated caller of a request that passed Mount's authentication.
+func PrincipalFrom(ctx context.Context) (Principal, bool) {
+	p, ok := ctx.Value(principalKey{}).(Principal)
+	return p, ok
+}
+
+// authenticate requires a valid bearer token; every failure is the same 401 so that callers
+// cannot tell unknown tokens from revoked ones by the answer (the log says which).
+func (a *API) authenticate(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		unauthorized := func(reason, logReason string) {
+			a.log.InfoContext(r.Context(), "refused request", "reason", logReason, "path", r.URL.Path, "request_id", requestID(r))
+			w.Header().Set("WWW-Authenticate", `Bearer realm="gantry"`)
+			writeProblem(w, r, problem(http.StatusUnauthorized, reason))
+		}
+		h := r.Header.Get("Authorization")
+		scheme, tok, ok := strings.Cut(h, " ")
+		if h == "" {
+			unauthorized("Authentication is required: send Authorization: Bearer <token>.", "no Authorization header")
+			return
+		}
+		if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(tok) == "" {
+			unauthorized("The Authorization header must be 'Bearer <token>'.", "malformed Authorization header")
+			return
+		}
+		t, err := a.store.LookupToken(r.Context(), auth.HashToken(strings.TrimSpace(tok)))
+		if err != nil {
+			if !errors.Is(err, store.ErrNotFound) {
+				a.fail(w, r, err)
+				return
+			}
+			unauthorized("The token is invalid, expired or revoked.", "unknown token")
+			return
+		}
+		now := a.now()
+		if !t.Active(now) {
+			why := "expired token"
+			if t.RevokedAt != nil {
+				why = "revoked token"
+			}
+			unauthorized("The token is invalid, expired or revoked.", why)
+			return
+		}
+		// Record use at most once a minute per token, to keep reads from turning into writes.
+		if t.LastUsedAt == nil || now.Sub(*t.LastUsedAt) > time.Minute {
+			if err := a.store.TouchToken(r.Context(), t.ID, now); err != nil {
+				a.log.WarnContext(r.Context(), "record token use", "err", err)
+			}
+		}
+		ctx := context.WithValue(r.Context(), principalKey{}, Principal{OrgID: t.OrgID, UserID: t.UserID, TokenID: t.ID})
+		next.ServeHTTP(w, r.WithContext(ctx))
+	})
+}
+
+// principal returns the caller; Mount guarantees it exists.
+func principal(r *http.Request) Principal {
+	p, _ := PrincipalFrom(r.Context())
+	return p
+}
+
+func (a *API) getOrganization(w http.ResponseWriter, r *http.Request) {
+	org, err := a.store.GetOrganization(r.Context(), principal(r).OrgID)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"id": org.ID, "name": org.Name, "created_at": org.CreatedAt, "updated_at": org.UpdatedAt})
+}
+
+func (a *API) getMe(w http.ResponseWriter, r *http.Request) {
+	p := principal(r)
+	writeJSON(w, http.StatusOK, map[string]any{"id": p.UserID, "organization_id": p.OrgID})
+}

@@ -1,0 +1,451 @@
+package api
+
+import (
+	"fmt"
+	"net/http"
+	"net/url"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/gantry-gw/gantry/internal/cp/store"
+	"github.com/google/uuid"
+)
+
+// Cluster types and auth types a runtime group may have (Konnect's values).
+var (
+	ClusterTypes = []string{"CLUSTER_TYPE_CONTROL_PLANE", "CLUSTER_TYPE_K8S_INGRESS_CONTROLLER"}
+	AuthTypes    = []string{"pinned_client_certs", "pki_client_certs"}
+)
+
+// Limits of runtime-group fields.
+const (
+	maxGroupName        = 100
+	maxGroupDescription = 250
+	maxLabels           = 50
+	maxLabelKey         = 63
+	maxLabelValue       = 63
+	defaultPageSize     = 10
+	maxPageSize         = 100
+)
+
+var reservedLabelPrefixes = []string{"kong", "konnect", "mesh", "kic", "_"}
+
+var labelValueRE = regexp.MustCompile(`^[a-zA-Z0-9]([a-zA-Z0-9 ._-]*[a-zA-Z0-9])?$`)
+
+// groupJSON is a runtime group as the API shows it.
+type groupJSON struct {
+	ID          string            `json:"id"`
+	Name        string            `json:"name"`
+	Description string            `json:"description"`
+	Labels      map[string]string `json:"labels"`
+	Config      groupConfigJSON   `json:"config"`
+	IsDefault   bool              `json:"is_default"`
+	CreatedAt   time.Time         `json:"created_at"`
+	UpdatedAt   time.Time         `json:"updated_at"`
+}
+
+type groupConfigJSON struct {
+	ControlPlaneEndpoint string `json:"control_plane_endpoint"`
+	TelemetryEndpoint    string `json:"telemetry_endpoint"`
+	ClusterType          string `json:"cluster_type"`
+	AuthType             string `json:"auth_type"`
+	CloudGateway         bool   `json:"cloud_gateway"`
+	ProxyURLs            []any  `json:"proxy_urls"`
+}
+
+func (a *API) groupView(g store.RuntimeGroup) groupJSON {
+	labels := g.Labels
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	return groupJSON{
+		ID: g.ID, Name: g.Name, Description: g.Description, Labels: labels, IsDefault: g.IsDefault,
+		Config: groupConfigJSON{
+			ControlPlaneEndpoint: a.opts.ClusterEndpoint, TelemetryEndpoint: a.opts.TelemetryEndpoint,
+			ClusterType: g.ClusterType, AuthType: g.AuthType, ProxyURLs: []any{},
+		},
+		CreatedAt: g.CreatedAt, UpdatedAt: g.UpdatedAt,
+	}
+}
+
+type createGroupRequest struct {
+	Name         *string           `json:"name"`
+	Description  *string           `json:"description"`
+	Labels       map[string]string `json:"labels"`
+	ClusterType  *string           `json:"cluster_type"`
+	AuthType     *string           `json:"auth_type"`
+	CloudGateway *bool             `json:"cloud_gateway"`
+}
+
+type patchGroupRequest struct {
+	Name        *string `json:"name"`
+	Description *string `json:"description"`
+	// Labels merge into the existing ones; a null value removes that label.
+	Labels   map[string]*string `json:"labels"`
+	AuthType *string            `json:"auth_type"`
+}
+
+func (a *API) createGroup(w http.ResponseWriter, r *http.Request) {
+	var req createGroupRequest
+	if err := decodeJSON(w, r, &req); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	var bad []InvalidParameter
+	if req.Name == nil {
+		bad = append(bad, InvalidParameter{Field: "name", Rule: "required", Reason: "is a required field", Source: "body"})
+	} else {
+		bad = append(bad, checkName(*req.Name)...)
+	}
+	g := store.RuntimeGroup{
+		ID: uuid.NewString(), OrgID: principal(r).OrgID, Region: a.region,
+		ClusterType: ClusterTypes[0], AuthType: AuthTypes[0], Labels: req.Labels,
+	}
+	if req.Name != nil {
+		g.Name = *req.Name
+	}
+	if req.Description != nil {
+		g.Description = *req.Description
+		bad = append(bad, checkDescription(g.Description)...)
+	}
+	if req.ClusterType != nil {
+		g.ClusterType = *req.ClusterType
+		bad = append(bad, checkEnum("cluster_type", g.ClusterType, ClusterTypes)...)
+	}
+	if req.AuthType != nil {
+		g.AuthType = *req.AuthType
+		bad = append(bad, checkEnum("auth_type", g.AuthType, AuthTypes)...)
+	}
+	if req.CloudGateway != nil && *req.CloudGateway {
+		bad = append(bad, InvalidParameter{Field: "cloud_gateway", Rule: "enum", Reason: "must be false: Gantry runs self-hosted runtime instances only", Source: "body"})
+	}
+	bad = append(bad, checkLabels(g.Labels)...)
+	if len(bad) > 0 {
+		a.fail(w, r, badRequest("The runtime group is not valid.", bad...))
+		return
+	}
+	now := a.now().UTC()
+	g.CreatedAt, g.UpdatedAt = now, now
+	if err := a.store.CreateGroup(r.Context(), g); err != nil {
+		a.fail(w, r, nameConflict(err, g.Name))
+		return
+	}
+	w.Header().Set("Location", strings.TrimSuffix(r.URL.Path, "/")+"/"+g.ID)
+	writeJSON(w, http.StatusCreated, a.groupView(g))
+}
+
+// nameConflict gives a duplicate-name error a detail that says which name is taken.
+func nameConflict(err error, name string) error {
+	if isConflict(err) {
+		return &Problem{Status: http.StatusConflict, Detail: fmt.Sprintf("A runtime group named %q already exists in this organization and region.", name)}
+	}
+	return err
+}
+
+func (a *API) getGroup(w http.ResponseWriter, r *http.Request) {
+	g, err := a.LookupGroup(r, r.PathValue("groupId"))
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, a.groupView(g))
+}
+
+// LookupGroup returns the caller's group with that id; an id of another organization, another
+// region, or no group at all is the same 404.
+func (a *API) LookupGroup(r *http.Request, id string) (store.RuntimeGroup, error) {
+	notFound := &Problem{Status: http.StatusNotFound, Detail: fmt.Sprintf("No runtime group with id %q.", id)}
+	if _, err := uuid.Parse(id); err != nil {
+		return store.RuntimeGroup{}, notFound
+	}
+	g, err := a.store.GetGroup(r.Context(), principal(r).OrgID, id)
+	if err != nil {
+		if isNotFound(err) {
+			return g, notFound
+		}
+		return g, err
+	}
+	if g.Region != a.region {
+		return g, notFound
+	}
+	return g, nil
+}
+
+func (a *API) patchGroup(w http.ResponseWriter, r *http.Request) {
+	current, err := a.LookupGroup(r, r.PathValue("groupId"))
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	var req patchGroupRequest
+	if err := decodeJSON(w, r, &req); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	var bad []InvalidParameter
+	if req.Name != nil {
+		bad = append(bad, checkName(*req.Name)...)
+	}
+	if req.Description != nil {
+		bad = append(bad, checkDescription(*req.Description)...)
+	}
+	if req.AuthType != nil {
+		bad = append(bad, checkEnum("auth_type", *req.AuthType, AuthTypes)...)
+	}
+	merged := map[string]string{}
+	for k, v := range current.Labels {
+		merged[k] = v
+	}
+	for k, v := range req.Labels {
+		if v == nil {
+			delete(merged, k)
+		} else {
+			merged[k] = *v
+		}
+	}
+	bad = append(bad, checkLabels(merged)...)
+	if len(bad) > 0 {
+		a.fail(w, r, badRequest("The changes to the runtime group are not valid.", bad...))
+		return
+	}
+	g, err := a.store.UpdateGroup(r.Context(), current.OrgID, current.ID, func(g *store.RuntimeGroup) error {
+		if req.Name != nil {
+			g.Name = *req.Name
+		}
+		if req.Description != nil {
+			g.Description = *req.Description
+		}
+		if req.AuthType != nil {
+			g.AuthType = *req.AuthType
+		}
+		if req.Labels != nil {
+			g.Labels = merged
+		}
+		return nil
+	})
+	if err != nil {
+		name := current.Name
+		if req.Name != nil {
+			name = *req.Name
+		}
+		a.fail(w, r, nameConflict(err, name))
+		return
+	}
+	writeJSON(w, http.StatusOK, a.groupView(g))
+}
+
+func (a *API) deleteGroup(w http.ResponseWriter, r *http.Request) {
+	g, err := a.LookupGroup(r, r.PathValue("groupId"))
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	if g.IsDefault {
+		a.fail(w, r, &Problem{Status: http.StatusConflict, Detail: "The default runtime group cannot be deleted: every organization keeps one per region."})
+		return
+	}
+	if err := a.store.DeleteGroup(r.Context(), g.OrgID, g.ID); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	a.log.InfoContext(r.Context(), "deleted runtime group", "group", g.ID, "name", g.Name, "request_id", requestID(r))
+	w.WriteHeader(http.StatusNoContent)
+}
+
+type listMeta struct {
+	Page pageMeta `json:"page"`
+}
+
+type pageMeta struct {
+	Number int `json:"number"`
+	Size   int `json:"size"`
+	Total  int `json:"total"`
+}
+
+func (a *API) listGroups(w http.ResponseWriter, r *http.Request) {
+	q, err := parseGroupQuery(r.URL.Query())
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	q.OrgID, q.Region = principal(r).OrgID, a.region
+	groups, total, err := a.store.ListGroups(r.Context(), q)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	data := make([]groupJSON, 0, len(groups))
+	for _, g := range groups {
+		data = append(data, a.groupView(g))
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"data": data, "meta": listMeta{Page: pageMeta{Number: q.PageNumber, Size: q.PageSize, Total: total}}})
+}
+
+var filterRE = regexp.MustCompile(`^filter\[([a-z_]+)\](?:\[([a-z]+)\])?$`)
+
+// groupFilterOps lists, per filterable field, the operators Konnect accepts.
+var groupFilterOps = map[string][]string{
+	"id":           {"eq", "oeq"},
+	"name":         {"eq", "neq", "contains"},
+	"cluster_type": {"eq", "neq", "oeq"},
+}
+
+// parseGroupQuery reads Konnect's list parameters; every bad value is reported, none ignored.
+func parseGroupQuery(v url.Values) (store.GroupQuery, error) {
+	q := store.GroupQuery{PageSize: defaultPageSize, PageNumber: 1}
+	var bad []InvalidParameter
+	intParam := func(name string, lo, hi int, dst *int) {
+		s, ok := v[name]
+		if !ok {
+			return
+		}
+		n, err := strconv.Atoi(s[0])
+		if err != nil || n < lo || (hi > 0 && n > hi) {
+			reason := fmt.Sprintf("must be an integer between %d and %d", lo, hi)
+			if hi == 0 {
+				reason = fmt.Sprintf("must be an integer of at least %d", lo)
+			}
+			bad = append(bad, InvalidParameter{Field: name, Rule: "range", Reason: reason, Source: "query"})
+			return
+		}
+		*dst = n
+	}
+	intParam("page[size]", 1, maxPageSize, &q.PageSize)
+	intParam("page[number]", 1, 0, &q.PageNumber)
+	keys := make([]string, 0, len(v))
+	for k := range v {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if !strings.HasPrefix(k, "filter") {
+			continue
+		}
+		m := filterRE.FindStringSubmatch(k)
+		if m == nil {
+			bad = append(bad, InvalidParameter{Field: k, Rule: "format", Reason: "must look like filter[field] or filter[field][op]", Source: "query"})
+			continue
+		}
+		field, op := m[1], m[2]
+		if op == "" {
+			op = "eq"
+		}
+		ops, ok := groupFilterOps[field]
+		if !ok {
+			bad = append(bad, InvalidParameter{Field: k, Rule: "enum", Reason: "is not a filterable field", Source: "query", Choices: []string{"id", "name", "cluster_type"}})
+			continue
+		}
+		if !contains(ops, op) {
+			bad = append(bad, InvalidParameter{Field: k, Rule: "enum", Reason: fmt.Sprintf("operator %q is not supported for %s", op, field), Source: "query", Choices: ops})
+			continue
+		}
+		val := v.Get(k)
+		if val == "" {
+			bad = append(bad, InvalidParameter{Field: k, Rule: "required", Reason: "must not be empty", Source: "query"})
+			continue
+		}
+		q.Filters = append(q.Filters, store.GroupFilter{Field: field, Op: op, Value: val})
+	}
+	if s := v.Get("labels"); s != "" {
+		q.Labels = map[string]string{}
+		for _, part := range strings.Split(s, ",") {
+			k, val, _ := strings.Cut(strings.TrimSpace(part), ":")
+			if k == "" {
+				bad = append(bad, InvalidParameter{Field: "labels", Rule: "format", Reason: "must be a comma-separated list of key or key:value", Source: "query"})
+				break
+			}
+			q.Labels[k] = val
+		}
+	}
+	if s := strings.TrimSpace(v.Get("sort")); s != "" {
+		field, dir, _ := strings.Cut(s, " ")
+		if strings.HasPrefix(field, "-") {
+			field, dir = field[1:], "desc"
+		}
+		dir = strings.ToLower(strings.TrimSpace(dir))
+		switch {
+		case !contains([]string{"name", "created_at", "updated_at"}, field):
+			bad = append(bad, InvalidParameter{Field: "sort", Rule: "enum", Reason: fmt.Sprintf("cannot sort by %q", field), Source: "query", Choices: []string{"name", "created_at", "updated_at"}})
+		case dir != "" && dir != "asc" && dir != "desc":
+			bad = append(bad, InvalidParameter{Field: "sort", Rule: "enum", Reason: "direction must be asc or desc", Source: "query", Choices: []string{"asc", "desc"}})
+		default:
+			q.Sort, q.Desc = field, dir == "desc"
+		}
+	}
+	if len(bad) > 0 {
+		return q, badRequest("The query parameters are not valid.", bad...)
+	}
+	return q, nil
+}
+
+func checkName(name string) []InvalidParameter {
+	n := utf8.RuneCountInString(name)
+	if strings.TrimSpace(name) == "" || n > maxGroupName {
+		return []InvalidParameter{{Field: "name", Rule: "length", Reason: fmt.Sprintf("must be 1 to %d characters and not blank", maxGroupName), Source: "body"}}
+	}
+	return nil
+}
+
+func checkDescription(d string) []InvalidParameter {
+	if utf8.RuneCountInString(d) > maxGroupDescription {
+		return []InvalidParameter{{Field: "description", Rule: "length", Reason: fmt.Sprintf("must be at most %d characters", maxGroupDescription), Source: "body"}}
+	}
+	return nil
+}
+
+func checkEnum(field, v string, choices []string) []InvalidParameter {
+	if contains(choices, v) {
+		return nil
+	}
+	return []InvalidParameter{{Field: field, Rule: "enum", Reason: "must be one of: " + strings.Join(choices, ", "), Source: "body", Choices: choices}}
+}
+
+// checkLabels applies Konnect's label rules: at most 50; keys 1–63 characters, not starting with a
+// reserved prefix; values 1–63 characters of letters, digits, space, '.', '_' and '-'.
+func checkLabels(labels map[string]string) []InvalidParameter {
+	var bad []InvalidParameter
+	if len(labels) > maxLabels {
+		bad = append(bad, InvalidParameter{Field: "labels", Rule: "max_items", Reason: fmt.Sprintf("must have at most %d labels", maxLabels), Source: "body"})
+	}
+	keys := make([]string, 0, len(labels))
+	for k := range labels {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		field := "labels." + k
+		n := utf8.RuneCountInString(k)
+		switch {
+		case n < 1 || n > maxLabelKey:
+			bad = append(bad, InvalidParameter{Field: field, Rule: "is_label", Reason: fmt.Sprintf("key must be 1 to %d characters", maxLabelKey), Source: "body"})
+			continue
+		case !labelValueRE.MatchString(k) && k[0] != '_':
+			bad = append(bad, InvalidParameter{Field: field, Rule: "is_label", Reason: "key must start and end with a letter or digit and contain only letters, digits, space, '.', '_' and '-'", Source: "body"})
+			continue
+		}
+		for _, p := range reservedLabelPrefixes {
+			if strings.HasPrefix(strings.ToLower(k), p) {
+				bad = append(bad, InvalidParameter{Field: field, Rule: "is_label", Reason: fmt.Sprintf("key must not start with the reserved prefix %q", p), Source: "body"})
+				break
+			}
+		}
+		v := labels[k]
+		if nv := utf8.RuneCountInString(v); nv < 1 || nv > maxLabelValue || !labelValueRE.MatchString(v) {
+			bad = append(bad, InvalidParameter{Field: field, Rule: "is_label", Reason: fmt.Sprintf("value must be 1 to %d characters: letters, digits, space, '.', '_' and '-', starting and ending with a letter or digit", maxLabelValue), Source: "body"})
+		}
+	}
+	return bad
+}
+
+func contains(list []string, v string) bool {
+	for _, x := range list {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}

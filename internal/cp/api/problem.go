@@ -1,0 +1,102 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+
+	"github.com/gantry-gw/gantry/internal/cp/store"
+)
+
+// Problem is an RFC 7807 error body, the shape of every management API error, as Konnect answers.
+type Problem struct {
+	Status   int    `json:"status"`
+	Title    string `json:"title"`
+	Type     string `json:"type"`
+	Instance string `json:"instance"`
+	Detail   string `json:"detail"`
+	// InvalidParameters is set on 400 answers only, one entry per offending input.
+	InvalidParameters []InvalidParameter `json:"invalid_parameters,omitempty"`
+}
+
+// InvalidParameter names one input that was refused and why.
+type InvalidParameter struct {
+	Field  string `json:"field"`
+	Rule   string `json:"rule,omitempty"`
+	Reason string `json:"reason"`
+	// Source says where the input was: "body" or "query".
+	Source  string   `json:"source,omitempty"`
+	Choices []string `json:"choices,omitempty"`
+}
+
+func (p *Problem) Error() string { return fmt.Sprintf("%d %s: %s", p.Status, p.Title, p.Detail) }
+
+// problem builds a Problem of status with a detail for the caller.
+func problem(status int, detail string) *Problem {
+	return &Problem{Status: status, Title: http.StatusText(status), Detail: detail}
+}
+
+// badRequest builds a 400 with its invalid parameters.
+func badRequest(detail string, params ...InvalidParameter) *Problem {
+	p := problem(http.StatusBadRequest, detail)
+	p.InvalidParameters = params
+	return p
+}
+
+// writeProblem sends p, filling the fields that depend on the request.
+func writeProblem(w http.ResponseWriter, r *http.Request, p *Problem) {
+	if p.Title == "" {
+		p.Title = http.StatusText(p.Status)
+	}
+	p.Type = "https://httpstatuses.com/" + strconv.Itoa(p.Status)
+	p.Instance = "gantry:trace:" + requestID(r)
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(p.Status)
+	json.NewEncoder(w).Encode(p)
+}
+
+// fail is the one place where errors become API answers: problems pass through, store sentinel
+// errors map to their status, and anything else is a 500 whose detail stays in the log.
+func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
+	var p *Problem
+	switch {
+	case errors.As(err, &p):
+	case errors.Is(err, store.ErrNotFound):
+		p = problem(http.StatusNotFound, "The requested resource was not found.")
+	case errors.Is(err, store.ErrDefaultGroup):
+		p = problem(http.StatusConflict, defaultGroupDetail(err))
+	case errors.Is(err, store.ErrConflict):
+		p = problem(http.StatusConflict, "A resource with the same unique fields already exists.")
+	case errors.Is(err, store.ErrForeignKey):
+		p = problem(http.StatusConflict, "The resource references, or is referenced by, another resource.")
+	case errors.Is(err, r.Context().Err()):
+		p = problem(499, "The request was cancelled.")
+	default:
+		a.log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "request_id", requestID(r), "err", err)
+		p = problem(http.StatusInternalServerError, "An unexpected error occurred; the request id identifies it in the server log.")
+	}
+	if p.Status >= 500 {
+		a.log.Log(r.Context(), slog.LevelError, "answered with server error", "status", p.Status, "request_id", requestID(r))
+	}
+	writeProblem(w, r, p)
+}
+
+func defaultGroupDetail(err error) string {
+	// The store's message already says which rule applies ("cannot be deleted" or "default
+	// status cannot change"); strip the sentinel suffix.
+	msg := err.Error()
+	if i := len(msg) - len(": "+store.ErrDefaultGroup.Error()); i > 0 && msg[i:] == ": "+store.ErrDefaultGroup.Error() {
+		msg = msg[:i]
+	}
+	return msg + "."
+}
+
+// writeJSON sends v with status.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
