@@ -168,7 +168,7 @@ func TestRuntimeGroupsListing(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, s *sqlstore.Store) {
 		e := newEnv(t, s)
 		for i, n := range []string{"bravo", "alpha", "charlie", "alphabet"} {
-			body := map[string]any{"name": n, "labels": map[string]string{"idx": fmt.Sprint(i%2)}}
+			body := map[string]any{"name": n, "labels": map[string]string{"idx": fmt.Sprint(i % 2)}}
 			if n == "charlie" {
 				body["cluster_type"] = "CLUSTER_TYPE_K8S_INGRESS_CONTROLLER"
 			}

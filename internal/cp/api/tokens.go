@@ -32,7 +32,7 @@ type createTokenRequest struct {
 	// ExpiresAt is an RFC 3339 instant; ExpiresIn a number of seconds. At most one may be given;
 	// with neither the token never expires.
 	ExpiresAt *string `json:"expires_at"`
-	ExpiresIn *int64     `json:"expires_in"`
+	ExpiresIn *int64  `json:"expires_in"`
 }
 
 // maxTokenLifetime bounds expires_in and expires_at (ten years).
