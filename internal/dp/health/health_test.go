@@ -386,7 +386,9 @@ func TestIntervalZeroDisablesThatSide(t *testing.T) {
 			t.Fatalf("healthy target probed %d times (healthy=%v); want no probes", n, target.Healthy())
 		}
 		// Once unhealthy, the unhealthy side probes it back to health.
-		target.SetHealthy(false)
+		if err := target.SetHealthy(false); err != nil {
+			t.Fatal(err)
+		}
 		srv.status.Store(200)
 		waitFor(t, "unhealthy-side probes to restore the target", target.Healthy)
 	})
@@ -621,7 +623,9 @@ func TestUpdateErrorsAreIsolated(t *testing.T) {
 	if err := h.reg.Update([]Upstream{kept}); err != nil {
 		t.Fatal(err)
 	}
-	h.reg.Target("kept", "10.0.0.2:80").SetHealthy(false)
+	if err := h.reg.Target("kept", "10.0.0.2:80").SetHealthy(false); err != nil {
+		t.Fatal(err)
+	}
 
 	badType := kept
 	badType.Checks.Active.Type = "udp"
@@ -678,7 +682,12 @@ func TestStatus(t *testing.T) {
 	if all[1].Health != Healthy {
 		t.Fatalf("b health = %s, want HEALTHY", all[1].Health)
 	}
-	h.reg.Target("2", "10.0.0.1:80").SetHealthy(false)
+	if err := h.reg.Target("1", "10.0.0.3:80").SetHealthy(false); !errors.Is(err, ErrChecksOff) {
+		t.Fatalf("SetHealthy with checks off = %v, want ErrChecksOff", err)
+	}
+	if err := h.reg.Target("2", "10.0.0.1:80").SetHealthy(false); err != nil {
+		t.Fatal(err)
+	}
 	st, _ := h.reg.Status("2")
 	// 50% healthy is below the 60% threshold.
 	if st.Health != Unhealthy || st.Targets[0].Health != Unhealthy || st.Targets[1].Health != Healthy || st.Targets[0].Weight != 50 {
@@ -697,7 +706,9 @@ func TestNilTarget(t *testing.T) {
 	tg.ReportStatus(500)
 	tg.ReportTCPFailure()
 	tg.ReportTimeout()
-	tg.SetHealthy(false)
+	if err := tg.SetHealthy(false); !errors.Is(err, ErrChecksOff) {
+		t.Errorf("nil SetHealthy = %v, want ErrChecksOff", err)
+	}
 	h := newHarness(t, Options{})
 	if h.reg.Target("none", "a:1") != nil {
 		t.Error("unknown target not nil")

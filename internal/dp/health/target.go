@@ -1,6 +1,7 @@
 package health
 
 import (
+	"errors"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -113,12 +114,20 @@ func (t *Target) reportPassive(o outcome) {
 	t.record(c, &c.passive, o, "passive")
 }
 
+// ErrChecksOff is returned by SetHealthy when the target's upstream has no
+// health checks configured; Kong refuses the same request in that case.
+var ErrChecksOff = errors.New("health: health checks are off for this upstream")
+
 // SetHealthy forces the target's state and clears its counters, like Kong's
-// `POST /upstreams/{u}/targets/{t}/healthy|unhealthy`. It has no lasting
-// effect while health checks are off for the upstream.
-func (t *Target) SetHealthy(healthy bool) {
+// `POST /upstreams/{u}/targets/{t}/healthy|unhealthy`. Checks then go on
+// from the forced state. It fails with ErrChecksOff when the upstream has no
+// health checks, since every target is then healthy by definition.
+func (t *Target) SetHealthy(healthy bool) error {
 	if t == nil {
-		return
+		return ErrChecksOff
+	}
+	if c := t.cfg.Load(); c == nil || !c.enabled {
+		return ErrChecksOff
 	}
 	t.mu.Lock()
 	t.counters = Counters{}
@@ -131,6 +140,7 @@ func (t *Target) SetHealthy(healthy bool) {
 	if changed {
 		t.reg.notify(t, healthy, "manual")
 	}
+	return nil
 }
 
 // Status returns a snapshot of the target's state.
