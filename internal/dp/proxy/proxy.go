@@ -256,7 +256,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	h := &st.head
 	if fi.upgrade && h.status == http.StatusSwitchingProtocols {
-		p.tunnel(w, r, c, st, svc, names, start, upStart, headAt)
+		p.tunnel(w, r, c, st, cfg, svc, names, start, upStart, headAt)
 		return
 	}
 	if h.status == http.StatusSwitchingProtocols {

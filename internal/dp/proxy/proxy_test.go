@@ -209,6 +209,13 @@ func TestBodiesStreamBothWays(t *testing.T) {
 				t.Errorf("upstream transfer-encoding %q", resp.Header.Get("X-Te"))
 			}
 			want := bytes.Repeat([]byte("0123456789abcdef"), tt.respSz/16+1)[:tt.respSz]
+			if wantCL := int64(tt.respSz); tt.chunked {
+				if resp.ContentLength != -1 && !(tt.respSz == 0 && resp.ContentLength == 0) {
+					t.Errorf("chunked upstream: client Content-Length %d", resp.ContentLength)
+				}
+			} else if resp.ContentLength != wantCL {
+				t.Errorf("client Content-Length %d, want %d", resp.ContentLength, wantCL)
+			}
 			if !bytes.Equal(got, want) {
 				t.Errorf("response body: %d bytes, want %d (equal=%v)", len(got), len(want), bytes.Equal(got, want))
 			}
@@ -258,6 +265,9 @@ func TestKeepAliveAndConnectionRules(t *testing.T) {
 				resp, body := do(t, env.srv.Client(), req)
 				if resp.StatusCode >= 500 || string(body) != tt.wantBody {
 					t.Fatalf("request %d: status %d body %q", i, resp.StatusCode, body)
+				}
+				if tt.method == "HEAD" && resp.ContentLength != 10 {
+					t.Errorf("HEAD Content-Length %d, want 10 relayed", resp.ContentLength)
 				}
 			}
 			if n := up.conns.Load(); n != tt.wantConns {

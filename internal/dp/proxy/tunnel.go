@@ -13,9 +13,8 @@ import (
 // both ways until either side closes. The upstream read_timeout bounds how
 // long the tunnel may stay silent from the upstream side, as nginx's
 // proxy_read_timeout does for upgraded connections.
-func (p *Proxy) tunnel(w http.ResponseWriter, r *http.Request, c *upConn, st *reqState, svc *Service, names *headerNames, start, upStart, headAt time.Time) {
+func (p *Proxy) tunnel(w http.ResponseWriter, r *http.Request, c *upConn, st *reqState, cfg *Config, svc *Service, names *headerNames, start, upStart, headAt time.Time) {
 	defer c.close()
-	cfg := p.cfg.Load()
 	p.writeResponseHead(w, st, cfg, names, start, upStart, headAt)
 	nc, brw, err := http.NewResponseController(w).Hijack()
 	if err != nil {

@@ -30,8 +30,9 @@ type headerKV struct{ name, value string }
 type respHead struct {
 	status    int
 	http10    bool
-	keepAlive bool  // the connection may be reused after the body
-	length    int64 // Content-Length, -1 when absent
+	keepAlive bool   // the connection may be reused after the body
+	length    int64  // Content-Length, -1 when absent
+	lengthStr string // Content-Length as received, relayed to the client
 	chunked   bool
 	upgrade   bool // Upgrade header present (101 answers)
 	hdrs      []headerKV
@@ -54,7 +55,7 @@ func readResponseHead(c *upConn, h *respHead, timeout time.Duration) (got bool, 
 	for {
 		h.hdrs = h.hdrs[:0]
 		h.length = -1
-		h.chunked, h.upgrade, h.via, h.connToks = false, false, "", ""
+		h.chunked, h.upgrade, h.via, h.connToks, h.lengthStr = false, false, "", "", ""
 		line, err := c.br.ReadSlice('\n')
 		if len(line) > 0 {
 			got = true
@@ -148,7 +149,7 @@ func readHeaders(c *upConn, h *respHead) error {
 			if !ok || (h.length >= 0 && h.length != l) {
 				return errMalformed
 			}
-			h.length = l
+			h.length, h.lengthStr = l, value
 			continue
 		case "Transfer-Encoding":
 			// Only "chunked" as the final coding is understood; anything
@@ -186,6 +187,10 @@ func readHeaders(c *upConn, h *respHead) error {
 	}
 	if h.chunked {
 		h.length = -1 // Transfer-Encoding overrides Content-Length.
+	} else if h.length >= 0 {
+		// Relayed so the client gets the same framing (and HEAD/304 answers
+		// keep their length), instead of net/http chunking the body.
+		h.hdrs = append(h.hdrs, headerKV{"Content-Length", h.lengthStr})
 	}
 	if h.connToks != "" {
 		h.hdrs = dropConnNamed(h.hdrs, h.connToks)
