@@ -1,0 +1,28 @@
+# Gantry's build and test entry points. The README names `make run` and `make test`.
+GO       ?= go
+PKGS     ?= ./...
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT   ?= $(shell git rev-parse HEAD 2>/dev/null)
+LDFLAGS  := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+
+.PHONY: build run test vet bench-proxy
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/gantry ./cmd/gantry
+
+# run builds gantry and starts it with its defaults.
+run: build
+	./bin/gantry serve
+
+# test runs every test (unit, store on SQLite and PostgreSQL, end-to-end) with the race detector.
+test: vet
+	$(GO) test -race -count=1 -timeout 30m $(PKGS)
+
+vet:
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$unformatted" ]; then echo "gofmt needed on: $$unformatted"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+# bench-proxy compares the proxy with nginx on this machine (installs nginx and wrk if missing).
+bench-proxy:
+	bash bench/proxy.sh
