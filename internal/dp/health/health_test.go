@@ -830,3 +830,43 @@ func BenchmarkReportStatus(b *testing.B) {
 		}
 	})
 }
+
+func TestActiveConcurrency(t *testing.T) {
+	var inflight, peak atomic.Int32
+	slow := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := inflight.Add(1)
+		for {
+			p := peak.Load()
+			if n <= p || peak.CompareAndSwap(p, n) {
+				break
+			}
+		}
+		time.Sleep(15 * time.Millisecond)
+		inflight.Add(-1)
+	})
+	var specs []TargetSpec
+	for range 4 {
+		srv := httptest.NewServer(slow)
+		t.Cleanup(srv.Close)
+		specs = append(specs, TargetSpec{Address: srv.Listener.Addr().String(), Weight: 1})
+	}
+	for _, conc := range []int{1, 4} {
+		t.Run(fmt.Sprint("concurrency=", conc), func(t *testing.T) {
+			// Probes cut short by the previous Close may still be in a handler.
+			waitFor(t, "idle servers", func() bool { return inflight.Load() == 0 })
+			peak.Store(0)
+			h := newHarness(t, Options{})
+			cfg := activeConfig("http", 10*time.Millisecond)
+			cfg.Active.Concurrency = conc
+			if err := h.reg.Update([]Upstream{{ID: "u", Checks: cfg, Targets: specs}}); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, "a full round", func() bool { return peak.Load() >= int32(conc) })
+			time.Sleep(60 * time.Millisecond)
+			h.reg.Close()
+			if p := peak.Load(); p != int32(conc) {
+				t.Fatalf("peak probes in flight = %d, want %d", p, conc)
+			}
+		})
+	}
+}
