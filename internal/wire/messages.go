@@ -68,7 +68,7 @@ type BasicInfo struct {
 	ProcessConf map[string]any `json:"process_conf,omitempty"`
 	// Filters are the loaded Wasm filters by name; Kong sends {} when Wasm
 	// is off.
-	Filters map[string]FilterInfo `json:"filters,omitempty"`
+	Filters map[string]FilterInfo `json:"filters"`
 	// Gantry is set only by Gantry runtimes.
 	Gantry *GantryHello `json:"gantry,omitempty"`
 }
@@ -80,6 +80,10 @@ func EncodeBasicInfo(b *BasicInfo) ([]byte, error) {
 	if b.Plugins == nil {
 		// Kong's CP rejects a basic_info without a plugins table.
 		b.Plugins = []PluginInfo{}
+	}
+	if b.Filters == nil {
+		// Kong always sends filters, {} when Wasm is off.
+		b.Filters = map[string]FilterInfo{}
 	}
 	return json.Marshal(b)
 }
