@@ -1,6 +1,7 @@
 package schema
 
 import (
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/rsa"
@@ -117,7 +118,7 @@ func registerCertificates() {
 				return certKeyMatch(d["cert"], d["key"], "certificate does not match key")
 			}},
 			{Kind: "custom_entity_check", Fields: []string{"cert_alt", "key_alt"}, Fn: func(d map[string]any) string {
-				if d["cert_alt"] == nil {
+				if d["cert_alt"] == nil || d["key_alt"] == nil {
 					return ""
 				}
 				return certKeyMatch(d["cert_alt"], d["key_alt"], "alternative certificate does not match key")
@@ -728,7 +729,7 @@ func publicMatches(priv, pub any) bool {
 			derived = p.Public()
 		}
 	}
-	eq, ok := derived.(interface{ Equal(any) bool })
+	eq, ok := derived.(interface{ Equal(crypto.PublicKey) bool })
 	return ok && eq.Equal(pub)
 }
 
