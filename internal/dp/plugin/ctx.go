@@ -309,16 +309,35 @@ func (c *Ctx) SetResponseHeader(key, value string) {
 }
 
 // Itoa formats n into memory owned by c; the string is valid until
-// [ReleaseCtx].
+// [ReleaseCtx] and must be cloned to be kept longer.
 func (c *Ctx) Itoa(n int64) string {
-	start := len(c.arena)
-	if cap(c.arena)-start < 20 {
-		// A new backing array; strings made earlier keep the old one alive.
-		c.arena = make([]byte, 0, 2*cap(c.arena)+20)
-		start = 0
-	}
+	start := c.reserve(20)
 	c.arena = strconv.AppendInt(c.arena, n, 10)
+	return c.arenaString(start)
+}
+
+// ClientIPString formats ClientIP into memory owned by c; the string is
+// valid until [ReleaseCtx] and must be cloned to be kept longer.
+func (c *Ctx) ClientIPString() string {
+	start := c.reserve(48)
+	c.arena = c.ClientIP.AppendTo(c.arena)
+	return c.arenaString(start)
+}
+
+// reserve makes room for n bytes and returns where they start.
+func (c *Ctx) reserve(n int) int {
+	if cap(c.arena)-len(c.arena) < n {
+		// A new backing array; strings made earlier keep the old one alive.
+		c.arena = make([]byte, 0, 2*cap(c.arena)+n)
+	}
+	return len(c.arena)
+}
+
+func (c *Ctx) arenaString(start int) string {
 	b := c.arena[start:]
+	if len(b) == 0 {
+		return ""
+	}
 	return unsafe.String(&b[0], len(b))
 }
 
