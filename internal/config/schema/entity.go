@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"math"
-	"sort"
 	"strings"
 	"time"
 
@@ -563,14 +562,4 @@ func (e *Entity) UniqueKeys(doc map[string]any) []map[string]any {
 		out = append(out, key)
 	}
 	return out
-}
-
-// sortedEntityNames is used by tests and rendering helpers.
-func sortedEntityNames() []string {
-	names := make([]string, 0, len(entities))
-	for _, e := range entities {
-		names = append(names, e.Name)
-	}
-	sort.Strings(names)
-	return names
 }
