@@ -1,0 +1,5 @@
+//go:build !race
+
+package ratelimiting
+
+const raceEnabled = false
