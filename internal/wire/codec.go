@@ -70,14 +70,14 @@ func Gunzip(frame []byte, limit int64) ([]byte, error) {
 // cpEnvelope is the union of the CP->DP frame fields, so that a frame
 // (which may hold a large configuration) is decoded in one pass.
 type cpEnvelope struct {
-	Type            string         `json:"type"`
-	Timestamp       float64        `json:"timestamp"`
-	ConfigTable     map[string]any `json:"config_table"`
-	ConfigHash      string         `json:"config_hash"`
-	Hashes          *Hashes        `json:"hashes"`
-	Revision        int64          `json:"revision"`
-	ProtocolVersion int            `json:"protocol_version"`
-	Capabilities    []string       `json:"capabilities"`
+	Type            string   `json:"type"`
+	Timestamp       float64  `json:"timestamp"`
+	ConfigTable     any      `json:"config_table"`
+	ConfigHash      string   `json:"config_hash"`
+	Hashes          *Hashes  `json:"hashes"`
+	Revision        int64    `json:"revision"`
+	ProtocolVersion int      `json:"protocol_version"`
+	Capabilities    []string `json:"capabilities"`
 }
 
 // DecodeCPFrame gunzips and decodes a CP->DP data frame and returns one of
@@ -104,19 +104,24 @@ func DecodeCPFrame(frame []byte, limit int64) (any, error) {
 		hashes = *env.Hashes
 	}
 	hashes.FillEmpty()
+	// Lua cannot tell [] from {}: an empty array is an empty table.
+	config, _ := env.ConfigTable.(map[string]any)
+	if a, ok := env.ConfigTable.([]any); ok && len(a) == 0 {
+		config = map[string]any{}
+	}
 	switch env.Type {
 	case TypeReconfigure:
-		if env.ConfigTable == nil {
-			return nil, fmt.Errorf("reconfigure without config_table: %w", ErrMissingField)
+		if config == nil {
+			return nil, fmt.Errorf("reconfigure without a config_table object: %w", ErrMissingField)
 		}
-		return &Reconfigure{Type: env.Type, Timestamp: env.Timestamp, ConfigTable: env.ConfigTable,
+		return &Reconfigure{Type: env.Type, Timestamp: env.Timestamp, ConfigTable: config,
 			ConfigHash: env.ConfigHash, Hashes: hashes}, nil
 	case TypeRevision:
-		if env.ConfigTable == nil || env.Revision <= 0 || env.ConfigHash == "" {
-			return nil, fmt.Errorf("revision needs config_table, a positive revision and config_hash: %w", ErrMissingField)
+		if config == nil || env.Revision <= 0 || env.ConfigHash == "" {
+			return nil, fmt.Errorf("revision needs a config_table object, a positive revision and config_hash: %w", ErrMissingField)
 		}
 		return &Revision{Type: env.Type, Revision: env.Revision, Timestamp: env.Timestamp,
-			ConfigTable: env.ConfigTable, ConfigHash: env.ConfigHash, Hashes: hashes}, nil
+			ConfigTable: config, ConfigHash: env.ConfigHash, Hashes: hashes}, nil
 	case TypeHello:
 		if env.ProtocolVersion < 1 {
 			return nil, fmt.Errorf("hello without a protocol_version: %w", ErrMissingField)

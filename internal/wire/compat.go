@@ -55,7 +55,9 @@ type CompatibilityIssue struct {
 
 // AffectedResource names one entity in a [CompatibilityIssue].
 type AffectedResource struct {
-	ID   string `json:"id"`
+	// ID is the entity's UUID.
+	ID string `json:"id"`
+	// Type is the entity type, e.g. "plugin".
 	Type string `json:"type"`
 }
 
@@ -63,10 +65,12 @@ type AffectedResource struct {
 // configuration. The CP records Status as the node's sync status and shows
 // Issue in the node catalogue.
 type IncompatibleError struct {
+	// Status is the sync status to record for the node.
 	Status SyncStatus
 	// Message is Kong's log and close message for this case.
 	Message string
-	Issue   CompatibilityIssue
+	// Issue is the same failure for the node catalogue.
+	Issue CompatibilityIssue
 }
 
 // Error implements error.

@@ -40,6 +40,7 @@ type PluginInfo struct {
 
 // FilterInfo names a Wasm filter a data plane has loaded.
 type FilterInfo struct {
+	// Name is the filter's name.
 	Name string `json:"name"`
 }
 
@@ -255,18 +256,25 @@ type ErrorReport struct {
 
 // FlattenedError is one entity in Kong's flattened validation errors.
 type FlattenedError struct {
-	EntityType string         `json:"entity_type,omitempty"`
-	EntityID   string         `json:"entity_id,omitempty"`
-	EntityName string         `json:"entity_name,omitempty"`
-	EntityTags []string       `json:"entity_tags,omitempty"`
-	Entity     map[string]any `json:"entity,omitempty"`
-	Errors     []FieldError   `json:"errors,omitempty"`
+	// EntityType is Kong's singular entity name, e.g. "route".
+	EntityType string `json:"entity_type,omitempty"`
+	// EntityID is the entity's UUID, when it has one.
+	EntityID string `json:"entity_id,omitempty"`
+	// EntityName is the entity's endpoint key (name, username, ...).
+	EntityName string `json:"entity_name,omitempty"`
+	// EntityTags are the entity's tags.
+	EntityTags []string `json:"entity_tags,omitempty"`
+	// Entity is the offending entity as the DP received it.
+	Entity map[string]any `json:"entity,omitempty"`
+	// Errors lists what is wrong with it.
+	Errors []FieldError `json:"errors,omitempty"`
 }
 
 // FieldError is one problem with one entity.
 type FieldError struct {
 	// Field is the dotted path of the field; empty for entity-level errors.
-	Field   string `json:"field,omitempty"`
+	Field string `json:"field,omitempty"`
+	// Message says what is wrong.
 	Message string `json:"message"`
 	// Type is "field" or "entity".
 	Type string `json:"type,omitempty"`

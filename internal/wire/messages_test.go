@@ -164,6 +164,8 @@ func TestDecodeReconfigureFailures(t *testing.T) {
 		{"wrong type", mustGzip(t, `{"type":"surprise","config_table":{}}`), 0, ErrWrongType},
 		{"hello is not reconfigure", mustGzip(t, `{"type":"hello","protocol_version":1}`), 0, ErrWrongType},
 		{"no config_table", mustGzip(t, `{"type":"reconfigure","config_hash":"x"}`), 0, ErrMissingField},
+		{"config_table a string", mustGzip(t, `{"type":"reconfigure","config_table":"x"}`), 0, ErrMissingField},
+		{"config_table a list", mustGzip(t, `{"type":"reconfigure","config_table":[1]}`), 0, ErrMissingField},
 		{"over the limit", mustGzip(t, `{"type":"reconfigure","config_table":{"a":"`+strings.Repeat("x", 1000)+`"}}`), 100, ErrTooLarge},
 	}
 	for _, tt := range tests {
@@ -177,6 +179,18 @@ func TestDecodeReconfigureFailures(t *testing.T) {
 				t.Errorf("error %v, want %v", err, tt.wantErr)
 			}
 		})
+	}
+}
+
+// TestDecodeReconfigureEmptyArray: [] is an empty Lua table, like {}.
+func TestDecodeReconfigureEmptyArray(t *testing.T) {
+	t.Parallel()
+	r, err := DecodeReconfigure(mustGzip(t, `{"type":"reconfigure","config_table":[]}`), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.ConfigTable == nil || len(r.ConfigTable) != 0 {
+		t.Errorf("config_table %#v, want an empty map", r.ConfigTable)
 	}
 }
 

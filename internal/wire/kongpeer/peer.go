@@ -120,11 +120,16 @@ const (
 
 // Frame is one recorded WebSocket frame.
 type Frame struct {
-	Dir     Direction
-	Opcode  Opcode
-	Fin     bool
+	// Dir says who sent it.
+	Dir Direction
+	// Opcode is the frame's opcode.
+	Opcode Opcode
+	// Fin is the FIN bit; false marks a fragment.
+	Fin bool
+	// Payload is the unmasked payload (gzip'd data stays compressed).
 	Payload []byte
-	At      time.Time
+	// At is when the peer read or wrote the frame.
+	At time.Time
 }
 
 // Applied records what the peer did with one reconfigure message.
@@ -141,7 +146,8 @@ type Applied struct {
 	NoOp bool
 	// Err is the apply failure, if any.
 	Err error
-	At  time.Time
+	// At is when the message was handled.
+	At time.Time
 }
 
 // CloseInfo describes how the link ended.
@@ -159,8 +165,10 @@ type CloseInfo struct {
 // HandshakeError is returned when the CP refuses the WebSocket upgrade
 // with an HTTP status, e.g. 400 for a bad query.
 type HandshakeError struct {
+	// StatusCode is the HTTP status of the refusal.
 	StatusCode int
-	Body       string
+	// Body is the start (at most 4 KiB) of the response body.
+	Body string
 }
 
 // Error implements error.
