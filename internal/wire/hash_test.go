@@ -295,6 +295,9 @@ func BenchmarkConfigHash(b *testing.B) {
 }
 
 func TestConfigHashAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("sync.Pool drops items under the race detector")
+	}
 	cfg := kongComplexTable()
 	ConfigHash(cfg) // warm the pool
 	allocs := testing.AllocsPerRun(20, func() {
@@ -304,7 +307,7 @@ func TestConfigHashAllocs(t *testing.T) {
 	})
 	// Only the hex strings of the six results may allocate; sorting keys
 	// and building the buffer reuse pooled scratch space.
-	if allocs > 10 {
-		t.Errorf("ConfigHash allocates %.0f times per run, want <= 10", allocs)
+	if allocs > 6 {
+		t.Errorf("ConfigHash allocates %.0f times per run, want <= 6", allocs)
 	}
 }
