@@ -255,3 +255,14 @@ func redactURL(u string) string {
 	}
 	return u
 }
+
+// Contains returns the dialect's case-sensitive substring test of col against one placeholder.
+func (s *Store) Contains(col string) string { return s.dialect.contains(col) }
+
+// ForUpdate returns the clause that locks selected rows for the transaction ("" on SQLite, whose
+// immediate transactions already hold the write lock).
+func (s *Store) ForUpdate() string { return s.dialect.forUpdate() }
+
+// MapError maps a driver error to the store's sentinel errors (a *ConstraintError wrapping
+// store.ErrConflict or store.ErrForeignKey), returning other errors unchanged.
+func (s *Store) MapError(err error) error { return s.mapErr(err) }
