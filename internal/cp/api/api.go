@@ -33,6 +33,12 @@ type Options struct {
 	TelemetryEndpoint string
 	// Now returns the current time; tests may replace it.
 	Now func() time.Time
+	// OnGroupDeleted, if set, is called after a runtime group was deleted (its instances are then
+	// told they are orphaned).
+	OnGroupDeleted func(groupID string)
+	// InstanceCounts, if set, returns per group id how many runtime instances are in each status
+	// ("in_sync", "behind", …); the counts are shown with each group.
+	InstanceCounts func(ctx context.Context, groupIDs []string) map[string]map[string]int
 }
 
 // API is the control plane's HTTP handler. Build it with New.

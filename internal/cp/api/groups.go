@@ -44,8 +44,10 @@ type groupJSON struct {
 	Labels      map[string]string `json:"labels"`
 	Config      groupConfigJSON   `json:"config"`
 	IsDefault   bool              `json:"is_default"`
-	CreatedAt   time.Time         `json:"created_at"`
-	UpdatedAt   time.Time         `json:"updated_at"`
+	// InstanceCounts says how many runtime instances of the group are in each status.
+	InstanceCounts map[string]int `json:"instance_counts,omitempty"`
+	CreatedAt      time.Time      `json:"created_at"`
+	UpdatedAt      time.Time      `json:"updated_at"`
 }
 
 type groupConfigJSON struct {
@@ -152,7 +154,26 @@ func (a *API) getGroup(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, a.groupView(g))
+	writeJSON(w, http.StatusOK, a.withCounts(r, a.groupView(g))[0])
+}
+
+// withCounts adds instance counts to group views when the control plane tracks instances.
+func (a *API) withCounts(r *http.Request, views ...groupJSON) []groupJSON {
+	if a.opts.InstanceCounts == nil || len(views) == 0 {
+		return views
+	}
+	ids := make([]string, len(views))
+	for i, v := range views {
+		ids[i] = v.ID
+	}
+	counts := a.opts.InstanceCounts(r.Context(), ids)
+	for i := range views {
+		views[i].InstanceCounts = counts[views[i].ID]
+		if views[i].InstanceCounts == nil {
+			views[i].InstanceCounts = map[string]int{}
+		}
+	}
+	return views
 }
 
 // LookupGroup returns the caller's group with that id; an id of another organization, another
@@ -253,6 +274,9 @@ func (a *API) deleteGroup(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.log.InfoContext(r.Context(), "deleted runtime group", "group", g.ID, "name", g.Name, "request_id", requestID(r))
+	if a.opts.OnGroupDeleted != nil {
+		a.opts.OnGroupDeleted(g.ID)
+	}
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -282,6 +306,7 @@ func (a *API) listGroups(w http.ResponseWriter, r *http.Request) {
 	for _, g := range groups {
 		data = append(data, a.groupView(g))
 	}
+	data = a.withCounts(r, data...)
 	writeJSON(w, http.StatusOK, map[string]any{"data": data, "meta": listMeta{Page: pageMeta{Number: q.PageNumber, Size: q.PageSize, Total: total}}})
 }
 

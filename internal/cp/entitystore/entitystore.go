@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gantry-gw/gantry/internal/config/schema"
@@ -28,10 +29,23 @@ type Doc = map[string]any
 // Store reads and writes the configuration of runtime groups. Build it with New.
 type Store struct {
 	sql *sqlstore.Store
+
+	mu sync.RWMutex // guards listeners
+	// listeners are called after every commit that bumped a revision.
+	listeners []func(groupID string, revision int64)
 }
 
 // New returns an entity store on an opened SQL store (whose migrations created the tables).
 func New(s *sqlstore.Store) *Store { return &Store{sql: s} }
+
+// OnCommit registers fn to be called, after the transaction committed, with the group and new
+// revision of every write that changed something. fn runs on the writer's goroutine and must not
+// block (hand work to another goroutine).
+func (s *Store) OnCommit(fn func(groupID string, revision int64)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.listeners = append(s.listeners, fn)
+}
 
 // Tx is one transaction on one runtime group's configuration. It is not safe for concurrent use.
 type Tx struct {
@@ -50,6 +64,7 @@ type Tx struct {
 // inside fn hold until commit. A group that does not exist yields store.ErrNotFound.
 func (s *Store) Write(ctx context.Context, groupID string, fn func(*Tx) error) (int64, error) {
 	var rev int64
+	bumped := false
 	err := s.sql.InTx(ctx, func(tx *sql.Tx) error {
 		t, err := s.begin(ctx, tx, groupID, true)
 		if err != nil {
@@ -62,9 +77,16 @@ func (s *Store) Write(ctx context.Context, groupID string, fn func(*Tx) error) (
 		if !t.dirty {
 			return nil
 		}
-		err = tx.QueryRowContext(ctx, s.sql.Rebind(`UPDATE runtime_groups SET revision = revision + 1 WHERE id = ? RETURNING revision`), groupID).Scan(&rev)
-		return err
+		bumped = true
+		return tx.QueryRowContext(ctx, s.sql.Rebind(`UPDATE runtime_groups SET revision = revision + 1 WHERE id = ? RETURNING revision`), groupID).Scan(&rev)
 	})
+	if err == nil && bumped {
+		s.mu.RLock()
+		for _, l := range s.listeners {
+			l(groupID, rev)
+		}
+		s.mu.RUnlock()
+	}
 	return rev, err
 }
 

@@ -52,6 +52,8 @@ func TestWritesAndRevisions(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, s *sqlstore.Store) {
 		ctx := context.Background()
 		es := entitystore.New(s)
+		var commits []int64
+		es.OnCommit(func(_ string, rev int64) { commits = append(commits, rev) })
 		g1, g2 := twoGroups(t, s)
 		services, routes := entity(t, "services"), entity(t, "routes")
 		svc := process(t, "services", map[string]any{"name": "billing", "host": "billing.internal", "tags": []any{"a", "b"}})
@@ -102,6 +104,9 @@ func TestWritesAndRevisions(t *testing.T) {
 		})
 		if err != nil || rev != 2 {
 			t.Fatalf("two inserts in one write: rev %d, %v (want one bump)", rev, err)
+		}
+		if fmt.Sprint(commits) != "[1 1 2]" {
+			t.Fatalf("commit notifications %v, want [1 1 2] (group 1, group 2, group 1)", commits)
 		}
 		t.Run("restrict", func(t *testing.T) {
 			_, err := es.Write(ctx, g1, func(tx *entitystore.Tx) error { _, err := tx.Delete(services, svc["id"].(string)); return err })
