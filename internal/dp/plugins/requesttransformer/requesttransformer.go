@@ -1,0 +1,300 @@
+// Package requesttransformer is Kong's request-transformer plugin: it edits
+// the URI, method, headers, body and query string sent upstream.
+package requesttransformer
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/gantry-gw/gantry/internal/dp/plugin"
+)
+
+// Name and Priority are Kong's.
+const (
+	Name     = "request-transformer"
+	Priority = 801
+)
+
+func init() { plugin.Register(Name, Priority, New) }
+
+// Fields are the body/headers/querystring lists of one operation; entries
+// are "name" (remove) or "name:value" (others).
+type Fields struct {
+	Body        []string `json:"body"`
+	Headers     []string `json:"headers"`
+	Querystring []string `json:"querystring"`
+}
+
+// ReplaceFields adds the URI to [Fields].
+type ReplaceFields struct {
+	Fields
+	URI *string `json:"uri"`
+}
+
+// Config is the plugin configuration with Kong's defaults filled in.
+type Config struct {
+	HTTPMethod *string       `json:"http_method"`
+	Remove     Fields        `json:"remove"`
+	Rename     Fields        `json:"rename"`
+	Replace    ReplaceFields `json:"replace"`
+	Add        Fields        `json:"add"`
+	Append     Fields        `json:"append"`
+}
+
+type kv struct{ name, value string }
+
+type ops struct {
+	remove                       []string
+	rename, replace, add, append []kv
+}
+
+func (o *ops) empty() bool {
+	return len(o.remove)+len(o.rename)+len(o.replace)+len(o.add)+len(o.append) == 0
+}
+
+// RequestTransformer is a built request-transformer instance.
+type RequestTransformer struct {
+	method               string
+	uri                  *string
+	headers, query, body ops
+}
+
+var _ plugin.Accesser = (*RequestTransformer)(nil)
+
+func pairs(field string, in []string) ([]kv, error) {
+	out := make([]kv, 0, len(in))
+	for _, s := range in {
+		n, v, ok := strings.Cut(s, ":")
+		if !ok || n == "" {
+			return nil, fmt.Errorf("request-transformer: %s: invalid value %q: expected name:value", field, s)
+		}
+		out = append(out, kv{n, v})
+	}
+	return out, nil
+}
+
+func build(kind string, cfg *Config, pick func(*Fields) []string) (ops, error) {
+	var o ops
+	var err error
+	o.remove = pick(&cfg.Remove)
+	if o.rename, err = pairs("rename."+kind, pick(&cfg.Rename)); err != nil {
+		return o, err
+	}
+	if o.replace, err = pairs("replace."+kind, pick(&cfg.Replace.Fields)); err != nil {
+		return o, err
+	}
+	if o.add, err = pairs("add."+kind, pick(&cfg.Add)); err != nil {
+		return o, err
+	}
+	if o.append, err = pairs("append."+kind, pick(&cfg.Append)); err != nil {
+		return o, err
+	}
+	return o, nil
+}
+
+// New builds a request-transformer instance.
+func New(raw json.RawMessage, env plugin.Env) (plugin.Instance, error) {
+	var cfg Config
+	if err := json.Unmarshal(raw, &cfg); err != nil {
+		return nil, fmt.Errorf("request-transformer: invalid config: %w", err)
+	}
+	rt := &RequestTransformer{uri: cfg.Replace.URI}
+	if cfg.HTTPMethod != nil {
+		rt.method = strings.ToUpper(*cfg.HTTPMethod)
+	}
+	var err error
+	if rt.headers, err = build("headers", &cfg, func(f *Fields) []string { return f.Headers }); err != nil {
+		return nil, err
+	}
+	if rt.query, err = build("querystring", &cfg, func(f *Fields) []string { return f.Querystring }); err != nil {
+		return nil, err
+	}
+	if rt.body, err = build("body", &cfg, func(f *Fields) []string { return f.Body }); err != nil {
+		return nil, err
+	}
+	return rt, nil
+}
+
+// Access implements [plugin.Accesser]: uri, method, headers, body, then
+// query string, each with remove, rename, replace, add, append.
+func (rt *RequestTransformer) Access(c *plugin.Ctx) error {
+	r := c.Request
+	if rt.uri != nil {
+		r.URL.Path, r.URL.RawPath = *rt.uri, ""
+	}
+	if rt.method != "" {
+		r.Method = rt.method
+	}
+	rt.transformHeaders(r)
+	if !rt.body.empty() {
+		if err := rt.transformBody(r); err != nil {
+			return err
+		}
+	}
+	if !rt.query.empty() {
+		q := r.URL.Query()
+		o := &rt.query
+		for _, n := range o.remove {
+			q.Del(n)
+		}
+		for _, p := range o.rename {
+			if vs, ok := q[p.name]; ok {
+				q.Del(p.name)
+				q[p.value] = vs
+			}
+		}
+		for _, p := range o.replace {
+			if q.Has(p.name) {
+				q.Set(p.name, p.value)
+			}
+		}
+		for _, p := range o.add {
+			if !q.Has(p.name) {
+				q.Set(p.name, p.value)
+			}
+		}
+		for _, p := range o.append {
+			q.Add(p.name, p.value)
+		}
+		r.URL.RawQuery = q.Encode()
+	}
+	return nil
+}
+
+func (rt *RequestTransformer) transformHeaders(r *http.Request) {
+	o := &rt.headers
+	h := r.Header
+	for _, n := range o.remove {
+		h.Del(n)
+		if strings.EqualFold(n, "host") {
+			r.Host = ""
+		}
+	}
+	for _, p := range o.rename {
+		if vs := h.Values(p.name); len(vs) > 0 {
+			h.Del(p.name)
+			h[http.CanonicalHeaderKey(p.value)] = vs
+		}
+	}
+	set := func(name, value string) {
+		if strings.EqualFold(name, "host") {
+			r.Host = value
+		}
+		h.Set(name, value)
+	}
+	for _, p := range o.replace {
+		if h.Get(p.name) != "" || (strings.EqualFold(p.name, "host") && r.Host != "") {
+			set(p.name, p.value)
+		}
+	}
+	for _, p := range o.add {
+		if _, ok := h[http.CanonicalHeaderKey(p.name)]; !ok {
+			set(p.name, p.value)
+		}
+	}
+	for _, p := range o.append {
+		h.Add(p.name, p.value)
+	}
+}
+
+const maxBody = 8 << 20
+
+func (rt *RequestTransformer) transformBody(r *http.Request) error {
+	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if mt != "application/json" && mt != "application/x-www-form-urlencoded" {
+		// Kong leaves bodies without a content type alone; multipart bodies
+		// are not transformed here yet.
+		return nil
+	}
+	var raw []byte
+	if r.Body != nil && r.Body != http.NoBody {
+		var err error
+		if raw, err = io.ReadAll(io.LimitReader(r.Body, maxBody)); err != nil {
+			return fmt.Errorf("reading request body: %w", err)
+		}
+		_ = r.Body.Close()
+	}
+	out := raw
+	o := &rt.body
+	switch mt {
+	case "application/json":
+		obj := map[string]any{}
+		if len(bytes.TrimSpace(raw)) > 0 {
+			if err := json.Unmarshal(raw, &obj); err != nil {
+				// Not an object: leave the body alone, as Kong does.
+				break
+			}
+		}
+		for _, n := range o.remove {
+			delete(obj, n)
+		}
+		for _, p := range o.rename {
+			if v, ok := obj[p.name]; ok {
+				delete(obj, p.name)
+				obj[p.value] = v
+			}
+		}
+		for _, p := range o.replace {
+			if _, ok := obj[p.name]; ok {
+				obj[p.name] = p.value
+			}
+		}
+		for _, p := range o.add {
+			if _, ok := obj[p.name]; !ok {
+				obj[p.name] = p.value
+			}
+		}
+		for _, p := range o.append {
+			switch cur := obj[p.name].(type) {
+			case nil:
+				obj[p.name] = p.value
+			case []any:
+				obj[p.name] = append(cur, p.value)
+			default:
+				obj[p.name] = []any{cur, p.value}
+			}
+		}
+		out, _ = json.Marshal(obj)
+	case "application/x-www-form-urlencoded":
+		form, err := url.ParseQuery(string(raw))
+		if err != nil {
+			break
+		}
+		for _, n := range o.remove {
+			form.Del(n)
+		}
+		for _, p := range o.rename {
+			if vs, ok := form[p.name]; ok {
+				form.Del(p.name)
+				form[p.value] = vs
+			}
+		}
+		for _, p := range o.replace {
+			if form.Has(p.name) {
+				form.Set(p.name, p.value)
+			}
+		}
+		for _, p := range o.add {
+			if !form.Has(p.name) {
+				form.Set(p.name, p.value)
+			}
+		}
+		for _, p := range o.append {
+			form.Add(p.name, p.value)
+		}
+		out = []byte(form.Encode())
+	}
+	r.Body = io.NopCloser(bytes.NewReader(out))
+	r.ContentLength = int64(len(out))
+	if r.Header.Get("Content-Length") != "" || len(out) > 0 {
+		r.Header.Set("Content-Length", strconv.Itoa(len(out)))
+	}
+	return nil
+}
