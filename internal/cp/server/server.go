@@ -12,8 +12,10 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/gantry-gw/gantry/internal/cp/adminapi"
 	"github.com/gantry-gw/gantry/internal/cp/api"
 	"github.com/gantry-gw/gantry/internal/cp/auth"
+	"github.com/gantry-gw/gantry/internal/cp/entitystore"
 	"github.com/gantry-gw/gantry/internal/cp/store"
 	"github.com/gantry-gw/gantry/internal/cp/store/sqlstore"
 	"github.com/google/uuid"
@@ -90,6 +92,9 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	a, err := api.New(api.Options{Store: st, Logger: log, Region: opts.Region, ClusterEndpoint: opts.ClusterEndpoint, TelemetryEndpoint: opts.ClusterEndpoint})
 	if err != nil {
+		return err
+	}
+	if err := adminapi.Register(a, entitystore.New(st), log); err != nil {
 		return err
 	}
 	ln, err := net.Listen("tcp", opts.Listen)
