@@ -3,9 +3,16 @@ package proxy
 import (
 	"bufio"
 	"bytes"
+	"context"
+	"encoding/json"
 	"net"
 	"net/http"
+	"strings"
 	"testing"
+
+	"github.com/gantry-gw/gantry/internal/dp/plugin"
+	"github.com/gantry-gw/gantry/internal/dp/plugins/keyauth"
+	"github.com/gantry-gw/gantry/internal/dp/plugins/ratelimiting"
 )
 
 // fastResponder answers each request head (GET, no body) with resp, with
@@ -35,10 +42,20 @@ type discardWriter struct {
 	h      http.Header
 	status int
 	n      int
+	// snap, when set, names a header whose value WriteHeader copies into
+	// snapped: values set by plugins live in memory released with the
+	// request, so they are only valid until the response is flushed.
+	snap, snapped string
 }
 
 func (d *discardWriter) Header() http.Header { return d.h }
-func (d *discardWriter) WriteHeader(s int)   { d.status = s }
+func (d *discardWriter) WriteHeader(s int) {
+	d.status = s
+	if d.snap != "" {
+		d.snapped = strings.Clone(d.h.Get(d.snap))
+	}
+}
+func (d *discardWriter) Flush() {}
 func (d *discardWriter) Write(b []byte) (int, error) {
 	d.n += len(b)
 	return len(b), nil
@@ -145,5 +162,102 @@ func BenchmarkEndToEnd(b *testing.B) {
 		if _, err := br.Discard(cl); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// keyAuthRateLimit compiles key-auth (header apikey, n consumers with keys
+// key-0..key-n-1) and rate-limiting (local policy, limit never hit) for route
+// r1, the plugin pair of the comparison harness.
+func keyAuthRateLimit(tb testing.TB, n int) *plugin.Set {
+	tb.Helper()
+	opts := plugin.MemEnvOptions{}
+	for i := range n {
+		id := "c" + itoa(int64(i))
+		opts.Consumers = append(opts.Consumers, plugin.Consumer{ID: id, Username: "user-" + itoa(int64(i))})
+		opts.KeyAuths = append(opts.KeyAuths, plugin.KeyAuthCredential{ID: "k" + itoa(int64(i)), ConsumerID: id, Key: "key-" + itoa(int64(i))})
+	}
+	env, err := plugin.NewMemEnv(opts)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	set, err := plugin.Compile(context.Background(), plugin.CompileOptions{
+		Env:    env,
+		Routes: []plugin.RouteRef{{ID: "r1", ServiceID: "s1"}},
+		Plugins: []plugin.PluginEntity{
+			{ID: "p1", Name: keyauth.Name, Enabled: true, RouteID: "r1", Config: json.RawMessage(
+				`{"key_names":["apikey"],"hide_credentials":false,"key_in_header":true,"key_in_query":true,"key_in_body":false,"run_on_preflight":true}`)},
+			{ID: "p2", Name: ratelimiting.Name, Enabled: true, RouteID: "r1", Config: json.RawMessage(
+				`{"second":1e12,"minute":1e12,"limit_by":"consumer","policy":"local","fault_tolerant":true,` +
+					`"redis":{"port":6379,"timeout":2000,"database":0},"hide_client_headers":false,"error_code":429,` +
+					`"error_message":"API rate limit exceeded","sync_rate":-1}`)},
+		},
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { set.Close() })
+	return set
+}
+
+// benchProxyPlugins is benchProxy with key-auth + rate-limiting on the route.
+func benchProxyPlugins(tb testing.TB) (*Proxy, *http.Request) {
+	p, r := benchProxy(tb)
+	set := keyAuthRateLimit(tb, 1000)
+	svc := p.Config().Resolver.(StaticResolver).Service
+	chain := set.Route("r1")
+	if err := p.Store(&Config{Resolver: resolverFunc(func(_ *http.Request, m *Match) {
+		m.Service, m.RouteID, m.Plugins = svc, "r1", chain
+	})}); err != nil {
+		tb.Fatal(err)
+	}
+	r.Header.Set("Apikey", "key-7")
+	return p, r
+}
+
+// TestProxyPathAllocsPlugins is the budget with key-auth + rate-limiting:
+// the plugin phases add no allocation of their own.
+func TestProxyPathAllocsPlugins(t *testing.T) {
+	if testing.Short() || raceEnabled {
+		t.Skip("loopback round trips; the race detector changes allocation counts")
+	}
+	p, r := benchProxyPlugins(t)
+	w := &discardWriter{h: make(http.Header), snap: "Ratelimit-Limit"}
+	p.ServeHTTP(w, r)
+	if w.status != 200 || w.n != 64 || w.snapped != "1000000000000" {
+		t.Fatalf("warm-up: status %d, %d bytes, RateLimit-Limit %q", w.status, w.n, w.snapped)
+	}
+	w.snap = ""
+	allocs := testing.AllocsPerRun(500, func() {
+		w.reset()
+		p.ServeHTTP(w, r)
+	})
+	if w.status != 200 || w.n != 64 {
+		t.Fatalf("status %d, %d bytes", w.status, w.n)
+	}
+	const budget = 2
+	if allocs > budget {
+		t.Errorf("allocs per request with key-auth + rate-limiting = %v, budget %d", allocs, budget)
+	}
+	t.Logf("allocs per proxied request with key-auth + rate-limiting: %v", allocs)
+	r.Header.Set("Apikey", "wrong")
+	w.reset()
+	p.ServeHTTP(w, r)
+	if w.status != 401 {
+		t.Errorf("wrong key: status %d, want 401", w.status)
+	}
+}
+
+// BenchmarkProxyPathPlugins is BenchmarkProxyPath with key-auth (1,000
+// consumers) and rate-limiting (local, never hit) on the route.
+func BenchmarkProxyPathPlugins(b *testing.B) {
+	p, r := benchProxyPlugins(b)
+	w := &discardWriter{h: make(http.Header)}
+	b.ReportAllocs()
+	for b.Loop() {
+		w.reset()
+		p.ServeHTTP(w, r)
+	}
+	if w.status != 200 {
+		b.Fatalf("status %d", w.status)
 	}
 }

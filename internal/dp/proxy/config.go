@@ -23,6 +23,8 @@ import (
 	"net/netip"
 	"strconv"
 	"time"
+
+	"github.com/gantry-gw/gantry/internal/dp/plugin"
 )
 
 // Service is an upstream service as the proxy needs it: Kong's service entity
@@ -129,6 +131,13 @@ type Match struct {
 	// Prefix is the path prefix removed by strip_path, reported upstream as
 	// X-Forwarded-Prefix. Empty or "/" sends no header.
 	Prefix string
+	// Plugins is the matched route's precomputed plugin chain
+	// (plugin.Set.Route(routeID)), so a request never searches for its
+	// plugins. Leave it nil when no plugin can apply to the route: a nil
+	// chain keeps the request on the zero-plugin fast path (no plugin.Ctx is
+	// acquired). The proxy runs access, header filter, body filter and log
+	// on it in Kong's order.
+	Plugins *plugin.Chain
 }
 
 // Resolver finds the service for a request. Implementations must be safe for
@@ -184,6 +193,14 @@ type Config struct {
 	DisableLatencyHeaders bool
 	// DisableVia leaves out the Via header both ways.
 	DisableVia bool
+	// Global is the compiled plugin set of this configuration generation,
+	// used for the phases that run before a route is known: rewrite (global
+	// plugins only, before Resolve) and, when a rewrite handler
+	// short-circuits, the header filter and log of the no-route chain. Nil
+	// when no global plugin has a rewrite phase; per-route chains come from
+	// Match.Plugins either way. The proxy does not own it: whoever builds
+	// the Config closes it after the Config is replaced.
+	Global *plugin.Set
 }
 
 // Check validates c.

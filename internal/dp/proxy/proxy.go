@@ -15,6 +15,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/gantry-gw/gantry/internal/dp/plugin"
 )
 
 // Options configures a Proxy.
@@ -100,6 +102,13 @@ type reqState struct {
 	body  bodyReader
 	buf   []byte // error bodies, ids
 	vals  []string
+
+	// Plugin phases; nil on the zero-plugin path.
+	pc    *plugin.Ctx
+	chain *plugin.Chain // the chain whose header and log phases run
+	// upLatency is the time spent waiting for the upstream, for the log phase.
+	upLatency time.Duration
+	sent      int64 // response body bytes written, for the log phase
 }
 
 var statePool = sync.Pool{New: func() any {
@@ -135,7 +144,24 @@ func (c *Config) names() *headerNames {
 	return &gantryNames
 }
 
-// ServeHTTP proxies one request.
+// acquireCtx starts the plugin context of a request.
+func (p *Proxy) acquireCtx(r *http.Request, st *reqState, reqID string, start time.Time) *plugin.Ctx {
+	pc := plugin.AcquireCtx(r)
+	pc.Log.StartedAt = start
+	pc.SetRequestID(reqID)
+	if ip, err := netip.ParseAddr(hostOf(r.RemoteAddr)); err == nil {
+		pc.ClientIP = ip.Unmap()
+	}
+	st.pc = pc
+	return pc
+}
+
+// ServeHTTP proxies one request. With plugins the phases run in Kong's
+// order: rewrite (Config.Global, before routing), access (Match.Plugins,
+// after routing; a short-circuit skips the upstream), header filter on the
+// response before it is written, body filter when a collected plugin wants
+// the body (the response is then buffered), and log once the response has
+// been flushed to the client.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	cfg := p.cfg.Load()
@@ -151,13 +177,46 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.writeError(w, r, st, names, start, http.StatusNotFound, MsgNoRoute, reqID)
 		return
 	}
+	if cfg.Global != nil {
+		pc := p.acquireCtx(r, st, reqID, start)
+		cfg.Global.Rewrite(pc)
+		if pc.Exited() {
+			st.chain = cfg.Global.NoRoute()
+			p.writeExit(w, r, st, names, start)
+			return
+		}
+	}
 	cfg.Resolver.Resolve(r, &st.match)
 	svc := st.match.Service
 	if svc == nil {
+		// As in Kong, the router fails before the access phase collects
+		// any plugin, so no header or log phase runs for a 404.
 		p.writeError(w, r, st, names, start, http.StatusNotFound, MsgNoRoute, reqID)
 		return
 	}
-	if svc.Protocol != "http" || !svc.prepared {
+	if chain := st.match.Plugins; chain != nil {
+		pc := st.pc
+		if pc == nil {
+			pc = p.acquireCtx(r, st, reqID, start)
+		}
+		path, query, host := r.URL.Path, r.URL.RawQuery, r.Host
+		st.chain = chain
+		chain.Access(pc)
+		if pc.Exited() {
+			p.writeExit(w, r, st, names, start)
+			return
+		}
+		// Plugins edit the request in place; the upstream request follows.
+		if r.URL.Path != path {
+			st.match.Path = r.URL.EscapedPath()
+		} else if r.URL.RawQuery != query && st.match.Path == "" {
+			st.match.Path = requestPath(r)
+		}
+		if r.Host != host {
+			st.match.PreserveHost = true
+		}
+	}
+	if !svc.prepared || (svc.Protocol != "http" && svc.Protocol != "https") {
 		p.log.Debug("unsupported service", "service", svc.Name, "err", ErrUnsupportedProtocol)
 		p.writeError(w, r, st, names, start, http.StatusInternalServerError, MsgUnexpected, reqID)
 		return
@@ -200,7 +259,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		}
-		pool := p.tr.pool(addr)
+		pool := p.tr.poolFor(addr, svc)
 		upStart = time.Now()
 		if fresh || fi.upgrade {
 			// Upgraded connections are never pooled, so never taken from it.
@@ -250,6 +309,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	headAt := time.Now()
+	st.upLatency = headAt.Sub(upStart)
 	if svc.Balancer != nil {
 		svc.Balancer.Report(addr, nil)
 	}
@@ -267,16 +327,26 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	p.writeResponseHead(w, st, cfg, names, start, upStart, headAt)
+	status := h.status
+	if st.chain != nil {
+		status = p.headerFilter(w, st, status)
+	}
 	bodyless := h.bodyless(r.Method)
 	if bodyless {
-		w.WriteHeader(h.status)
+		w.WriteHeader(status)
 		p.finish(c, h.keepAlive && !fi.upgrade)
+		p.logPhase(w, r, st, status)
 		return
 	}
-	w.WriteHeader(h.status)
+	if st.chain != nil && st.chain.WantsBody(st.pc) {
+		p.bufferedBody(w, r, c, st, svc, names, start, status)
+		return
+	}
+	w.WriteHeader(status)
 	st.body.init(c, h, svc.ReadTimeout)
-	ok := p.copyBody(w, &st.body, h.length < 0)
+	ok := p.copyBody(w, st, &st.body, h.length < 0)
 	p.finish(c, ok && st.body.done && h.keepAlive && !fi.upgrade)
+	p.logPhase(w, r, st, status)
 	if !ok {
 		// The client already has a status line and part of the body; the
 		// only honest signal left is to abort the response.
@@ -284,7 +354,138 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// requestPath returns the client's request path without the query.
+func requestPath(r *http.Request) string {
+	u := r.RequestURI
+	if u == "" || u[0] != '/' {
+		return r.URL.EscapedPath()
+	}
+	if i := strings.IndexByte(u, '?'); i >= 0 {
+		u = u[:i]
+	}
+	return u
+}
+
+// headerFilter runs the header phase on the response head already copied
+// into w.Header() and returns the status to send (plugins may change it).
+func (p *Proxy) headerFilter(w http.ResponseWriter, st *reqState, status int) int {
+	pc := st.pc
+	pc.Response.Status = status
+	pc.Response.Header = w.Header()
+	st.chain.HeaderFilter(pc)
+	return pc.Response.Status
+}
+
+// maxBufferedBody bounds a response body buffered for body filters, in
+// bytes. Larger bodies fail the request (502) rather than exhaust memory.
+const maxBufferedBody = 64 << 20
+
+// bufferedBody reads the whole upstream body, runs the body filters on it
+// and writes the result with its new length.
+func (p *Proxy) bufferedBody(w http.ResponseWriter, r *http.Request, c *upConn, st *reqState, svc *Service, names *headerNames, start time.Time, status int) {
+	h := &st.head
+	st.body.init(c, h, svc.ReadTimeout)
+	bp := copyBufPool.Get().(*[]byte)
+	var body []byte
+	if h.length > 0 && h.length <= maxBufferedBody {
+		body = make([]byte, 0, h.length)
+	}
+	var err error
+	for {
+		var chunk []byte
+		chunk, err = st.body.next(*bp)
+		body = append(body, chunk...)
+		if err != nil || len(body) > maxBufferedBody {
+			break
+		}
+	}
+	copyBufPool.Put(bp)
+	if err != io.EOF {
+		c.close()
+		if err == nil {
+			err = errors.New("proxy: response body too large to buffer for body filters")
+		}
+		// Nothing was written yet: the upstream's head is replaced by an
+		// error response.
+		clear(w.Header())
+		p.upstreamError(w, r, st, names, start, err, st.fi.reqID)
+		return
+	}
+	p.finish(c, st.body.done && h.keepAlive)
+	pc := st.pc
+	pc.Response.Body = body
+	st.chain.BodyFilter(pc)
+	p.writeFull(w, r, st, pc.Response.Status, pc.Response.Body)
+}
+
+// writeFull writes a complete response of known body, fixing its framing,
+// then runs the log phase.
+func (p *Proxy) writeFull(w http.ResponseWriter, r *http.Request, st *reqState, status int, body []byte) {
+	wh := w.Header()
+	delete(wh, "Transfer-Encoding")
+	if status != http.StatusNoContent && status != http.StatusNotModified && status >= 200 {
+		wh["Content-Length"] = []string{itoa(int64(len(body)))}
+	}
+	w.WriteHeader(status)
+	if r.Method != http.MethodHead && len(body) > 0 {
+		n, _ := w.Write(body)
+		st.sent += int64(n)
+	}
+	p.logPhase(w, r, st, status)
+}
+
+// writeExit answers with the response a plugin produced (Kong's
+// kong.response.exit): header filter on it, then the write, then log.
+func (p *Proxy) writeExit(w http.ResponseWriter, r *http.Request, st *reqState, names *headerNames, start time.Time) {
+	pc := st.pc
+	st.chain.HeaderFilter(pc)
+	if st.chain.WantsBody(pc) {
+		st.chain.BodyFilter(pc)
+	}
+	wh := w.Header()
+	for k, v := range pc.Response.Header {
+		wh[k] = v
+	}
+	if _, ok := wh[names.reqID]; !ok {
+		wh[names.reqID] = []string{pc.RequestID()}
+	}
+	wh[names.respLatency] = []string{itoa(time.Since(start).Milliseconds())}
+	p.writeFull(w, r, st, pc.Response.Status, pc.Response.Body)
+}
+
+// logPhase flushes the response to the client, then runs the log phase of
+// the collected plugins, so logging never delays the client.
+func (p *Proxy) logPhase(w http.ResponseWriter, r *http.Request, st *reqState, status int) {
+	pc := st.pc
+	if pc == nil || st.chain == nil {
+		return
+	}
+	if f, ok := w.(http.Flusher); ok {
+		f.Flush()
+	}
+	l := &pc.Log
+	l.Status = status
+	l.ResponseSize = st.sent
+	if r.ContentLength > 0 {
+		l.RequestSize = r.ContentLength
+	}
+	l.RequestLatency = time.Since(l.StartedAt)
+	l.UpstreamLatency = st.upLatency
+	l.GatewayLatency = l.RequestLatency - l.UpstreamLatency
+	if st.upLatency > 0 {
+		l.UpstreamURI = st.match.Path
+		if l.UpstreamURI == "" {
+			l.UpstreamURI = requestPath(r)
+		}
+	}
+	st.chain.Log(pc)
+}
+
 func (p *Proxy) release(st *reqState) {
+	if st.pc != nil {
+		plugin.ReleaseCtx(st.pc)
+	}
+	st.pc, st.chain, st.upLatency, st.sent = nil, nil, 0, 0
 	st.match = Match{}
 	st.fi = fwdInfo{}
 	st.body = bodyReader{}
@@ -370,13 +571,15 @@ func (p *Proxy) writeResponseHead(w http.ResponseWriter, st *reqState, cfg *Conf
 // is flushed whenever no more upstream bytes are buffered, so data is not
 // held back waiting for a full buffer. It reports false if either side
 // failed.
-func (p *Proxy) copyBody(w http.ResponseWriter, b *bodyReader, flushEach bool) bool {
+func (p *Proxy) copyBody(w http.ResponseWriter, st *reqState, b *bodyReader, flushEach bool) bool {
 	bp := copyBufPool.Get().(*[]byte)
 	defer copyBufPool.Put(bp)
 	for {
 		chunk, err := b.next(*bp)
 		if len(chunk) > 0 {
-			if _, werr := w.Write(chunk); werr != nil {
+			n, werr := w.Write(chunk)
+			st.sent += int64(n)
+			if werr != nil {
 				return false
 			}
 			if flushEach && b.c.br.Buffered() == 0 {
@@ -425,6 +628,8 @@ func isTimeout(err error) bool {
 }
 
 // writeError writes a Kong-shaped error response, negotiated on Accept.
+// When plugins were collected for the request, the response goes through
+// their header filter and log phases, as Kong's error handler does.
 func (p *Proxy) writeError(w http.ResponseWriter, r *http.Request, st *reqState, names *headerNames, start time.Time, status int, msg, reqID string) {
 	f := negotiateErrFormat(r.Header)
 	st.buf = appendErrBody(st.buf[:0], f, msg, reqID)
@@ -434,6 +639,16 @@ func (p *Proxy) writeError(w http.ResponseWriter, r *http.Request, st *reqState,
 	wh["Server"] = []string{"gantry"}
 	wh[names.reqID] = []string{reqID}
 	wh[names.respLatency] = []string{itoa(time.Since(start).Milliseconds())}
+	if st.chain != nil && st.pc != nil {
+		status = p.headerFilter(w, st, status)
+		pc := st.pc
+		pc.Response.Body = st.buf
+		if st.chain.WantsBody(pc) {
+			st.chain.BodyFilter(pc)
+		}
+		p.writeFull(w, r, st, status, pc.Response.Body)
+		return
+	}
 	w.WriteHeader(status)
 	if r.Method != http.MethodHead {
 		w.Write(st.buf)

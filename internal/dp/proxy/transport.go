@@ -102,6 +102,11 @@ func (t *Transport) IdleConns(addr string) int {
 	return len(p.idle)
 }
 
+// poolFor returns the pool of connections to addr for svc.
+func (t *Transport) poolFor(addr string, svc *Service) *hostPool {
+	return t.pool(addr)
+}
+
 func (t *Transport) pool(addr string) *hostPool {
 	t.mu.RLock()
 	p := t.pools[addr]

@@ -16,6 +16,11 @@ import (
 func (p *Proxy) tunnel(w http.ResponseWriter, r *http.Request, c *upConn, st *reqState, cfg *Config, svc *Service, names *headerNames, start, upStart, headAt time.Time) {
 	defer c.close()
 	p.writeResponseHead(w, st, cfg, names, start, upStart, headAt)
+	if st.chain != nil {
+		// The status stays 101: the upstream already switched protocols.
+		p.headerFilter(w, st, http.StatusSwitchingProtocols)
+		defer p.logPhase(nil, r, st, http.StatusSwitchingProtocols)
+	}
 	nc, brw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
 		p.log.Debug("hijack", "err", err)
