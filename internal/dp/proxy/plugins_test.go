@@ -208,8 +208,8 @@ func TestPluginPhases(t *testing.T) {
 			events: "access:a access:b header:a header:b body:b log:a:201 log:b:201",
 		},
 		{
-			name: "access rewrites the upstream path",
-			a:    &phaseCfg{SetPath: "/rewritten"},
+			name:   "access rewrites the upstream path",
+			a:      &phaseCfg{SetPath: "/rewritten"},
 			status: 200, body: "aaaaaaaaaa", upstream: true, upPath: "/rewritten",
 			events: "access:a header:a log:a:200",
 		},
@@ -221,8 +221,8 @@ func TestPluginPhases(t *testing.T) {
 			hdrs:   []string{"X-Header-A"},
 		},
 		{
-			name: "log runs after the client has the response",
-			a:    &phaseCfg{LogWait: true},
+			name:   "log runs after the client has the response",
+			a:      &phaseCfg{LogWait: true},
 			status: 200, body: "aaaaaaaaaa", upstream: true, upPath: "/p", releaseFn: true,
 			events: "access:a header:a log-released log:a:200",
 		},
