@@ -204,7 +204,9 @@ func (c *Ctx) Exit(status int, header http.Header, body []byte) {
 	c.exited = true
 	clear(c.exitHdr)
 	for k, v := range header {
-		c.exitHdr[k] = v
+		// Copied: plugins keep prebuilt headers, and later phases may
+		// append to these slices.
+		c.exitHdr[k] = append([]string(nil), v...)
 	}
 	c.Response = Response{Status: status, Header: c.exitHdr, Body: body, Exit: true}
 }
