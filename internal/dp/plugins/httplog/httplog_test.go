@@ -121,7 +121,11 @@ func TestConfigErrors(t *testing.T) {
 	for _, c := range []httplog.Config{
 		cfg("ftp://x", 1, 1),
 		func() httplog.Config { c := cfg("http://x", 1, 1); c.Method = "GET"; return c }(),
-		func() httplog.Config { c := cfg("http://x", 1, 1); c.Headers = map[string]string{"Host": "x"}; return c }(),
+		func() httplog.Config {
+			c := cfg("http://x", 1, 1)
+			c.Headers = map[string]string{"Host": "x"}
+			return c
+		}(),
 	} {
 		if _, err := plugintest.Compile(plugintest.Options{Plugins: []plugin.PluginEntity{{Name: "http-log", Config: plugintest.Config(c)}}}); err == nil {
 			t.Errorf("%+v accepted", c)
