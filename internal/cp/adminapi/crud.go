@@ -518,8 +518,9 @@ func (c *call) delete(e *schema.Entity, key string, ps *parentSel) error {
 			return err
 		}
 		doc, err := find(tx, e, key, sc)
-		if isNotFound(err) {
-			// Kong answers 204 whether or not the entity existed.
+		if isNotFound(err) && sc == nil {
+			// Kong answers 204 whether or not the entity existed; under a parent, an entity
+			// that is absent or another parent's is its bare 404.
 			return nil
 		}
 		if err != nil {

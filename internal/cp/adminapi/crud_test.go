@@ -1,8 +1,11 @@
 package adminapi_test
 
 import (
+	"bytes"
+	"encoding/json"
 	"net/http"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -352,6 +355,99 @@ func TestContentTypes(t *testing.T) {
 		r := e.send("POST", e.base(e.group)+"/services", "application/x-www-form-urlencoded", "host=a.test&port=abc").must(t, 400)
 		if r["message"] != "schema violation (port: expected an integer)" {
 			t.Errorf("form type error %v", r)
+		}
+	})
+}
+
+func TestNestedSemantics(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		svc := e.do("POST", "/services", map[string]any{"name": "s", "host": "s.test"}).must(t, 201)
+		e.do("POST", "/services", map[string]any{"name": "s2", "host": "s.test"}).must(t, 201)
+		e.do("POST", "/services/s/routes", map[string]any{"name": "r", "paths": []any{"/"}}).must(t, 201)
+
+		t.Run("nested delete of another parent's entity", func(t *testing.T) {
+			e.do("DELETE", "/services/s2/routes/r", nil).must(t, 404)
+			e.do("GET", "/routes/r", nil).must(t, 200)
+			e.do("DELETE", "/services/absent/routes", nil).must(t, 405)
+			e.do("GET", "/services/absent/routes", nil).must(t, 404)
+		})
+		t.Run("patch the route's service", func(t *testing.T) {
+			b := e.do("PATCH", "/routes/r/service", map[string]any{"retries": 9}).must(t, 200)
+			if b["id"] != svc["id"] || b["retries"] != 9.0 {
+				t.Errorf("%v", b)
+			}
+		})
+		t.Run("plugin uniqueness per scope", func(t *testing.T) {
+			p := e.do("POST", "/services/s/plugins", map[string]any{"name": "cors"}).must(t, 201)
+			b := e.do("POST", "/services/s/plugins", map[string]any{"name": "cors"}).must(t, 409)
+			if b["code"] != 5.0 || !strings.HasPrefix(b["message"].(string), "UNIQUE violation detected on '{consumer=null,consumer_group=null,name=\"cors\",route=null,service={id=") {
+				t.Errorf("%v", b)
+			}
+			e.do("POST", "/services/s2/plugins", map[string]any{"name": "cors"}).must(t, 201)
+			// PATCH of a plugin reads its name from the stored plugin.
+			pp := e.do("PATCH", "/plugins/"+p["id"].(string), map[string]any{"config": map[string]any{"max_age": 10}}).must(t, 200)
+			if pp["config"].(map[string]any)["max_age"] != 10.0 {
+				t.Errorf("patched config %v", pp["config"])
+			}
+		})
+		t.Run("targets by host:port", func(t *testing.T) {
+			e.do("POST", "/upstreams", map[string]any{"name": "up"}).must(t, 201)
+			tg := e.do("POST", "/upstreams/up/targets", map[string]any{"target": "a.test"}).must(t, 201)
+			if tg["target"] != "a.test:8000" {
+				t.Errorf("default port: %v", tg["target"])
+			}
+			b := e.do("PUT", "/upstreams/up/targets/a.test:8000", map[string]any{"weight": 3}).must(t, 200)
+			if b["id"] != tg["id"] || b["weight"] != 3.0 {
+				t.Errorf("put by host:port %v", b)
+			}
+			e.do("POST", "/upstreams/up/targets", map[string]any{"target": "a.test:8000"}).must(t, 409)
+			all := e.do("GET", "/targets", nil).must(t, 200)
+			if len(ids(all)) != 1 {
+				t.Errorf("all targets %v", all)
+			}
+		})
+		t.Run("basic-auth skip_hash", func(t *testing.T) {
+			e.do("POST", "/consumers", map[string]any{"username": "c"}).must(t, 201)
+			hashed := strings.Repeat("a", 40)
+			b := e.do("POST", "/consumers/c/basic-auth?skip_hash=true", map[string]any{"username": "c", "password": hashed}).must(t, 201)
+			if b["password"] != hashed {
+				t.Errorf("password rehashed: %v", b["password"])
+			}
+		})
+	})
+}
+
+func TestConcurrentWritesEachMakeARevision(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		r0 := e.revision(e.group)
+		const n = 8
+		errs := make(chan string, n)
+		for i := range n {
+			go func() {
+				body, _ := json.Marshal(map[string]any{"username": "u" + strconv.Itoa(i)})
+				req, _ := http.NewRequest("POST", e.srv.URL+e.base(e.group)+"/consumers", bytes.NewReader(body))
+				req.Header.Set("Authorization", "Bearer "+e.token)
+				req.Header.Set("Content-Type", "application/json")
+				res, err := e.srv.Client().Do(req)
+				if err != nil {
+					errs <- err.Error()
+					return
+				}
+				res.Body.Close()
+				if res.StatusCode != 201 {
+					errs <- res.Status
+					return
+				}
+				errs <- ""
+			}()
+		}
+		for range n {
+			if msg := <-errs; msg != "" {
+				t.Error(msg)
+			}
+		}
+		if r := e.revision(e.group); r != r0+n {
+			t.Errorf("revision %d after %d writes from %d", r, n, r0)
 		}
 	})
 }

@@ -31,7 +31,7 @@ import (
 // env is the control plane API with the Admin API mounted, on a real store, with two runtime
 // groups of one organization and the admin token.
 type env struct {
-	t      *testing.T
+	t      testing.TB
 	srv    *httptest.Server
 	store  *sqlstore.Store
 	es     *entitystore.Store
@@ -40,7 +40,7 @@ type env struct {
 	group2 string // a second group of the same organization
 }
 
-func newEnv(t *testing.T, s *sqlstore.Store) *env {
+func newEnv(t testing.TB, s *sqlstore.Store) *env {
 	t.Helper()
 	token := auth.NewToken()
 	ctx := context.Background()
@@ -134,7 +134,7 @@ func (e *env) send(method, path, contentType string, body any) resp {
 }
 
 // must checks the status of r and returns its body.
-func (r resp) must(t *testing.T, status int) map[string]any {
+func (r resp) must(t testing.TB, status int) map[string]any {
 	t.Helper()
 	if r.status != status {
 		t.Fatalf("status %d, want %d: %s", r.status, status, r.raw)
