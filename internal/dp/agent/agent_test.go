@@ -408,14 +408,17 @@ func TestOrphaned(t *testing.T) {
 	t.Run("refused at the handshake", func(t *testing.T) {
 		p := newPKI(t)
 		srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			http.Error(w, "certificate belongs to runtime group 1234, which was deleted", http.StatusForbidden)
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusForbidden)
+			io.WriteString(w, `{"message":"certificate belongs to runtime group 1234, which was deleted"}`)
 		}))
 		srv.TLS = p.serverTLS()
 		srv.StartTLS()
 		t.Cleanup(srv.Close)
 		ag, _ := startAgent(t, Options{ControlPlane: strings.TrimPrefix(srv.URL, "https://"), TLSConfig: p.clientTLS(), Applier: &fakeGateway{}})
 		eventually(t, "orphaned status", func() bool { return ag.Status().Orphaned })
-		if st := ag.Status(); !strings.Contains(st.LastError, "HTTP 403: certificate belongs to runtime group 1234") {
+		if st := ag.Status(); !strings.HasSuffix(st.LastError, "HTTP 403: certificate belongs to runtime group 1234, which was deleted") ||
+			st.OrphanReason != "certificate belongs to runtime group 1234, which was deleted" {
 			t.Fatalf("last_error %q", st.LastError)
 		}
 	})

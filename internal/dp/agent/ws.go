@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"encoding/base64"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -122,6 +123,14 @@ func dialWS(ctx context.Context, addr string, cfg *tls.Config, path, rawQuery st
 		body, _ := io.ReadAll(io.LimitReader(res.Body, 1024))
 		res.Body.Close()
 		c.Close()
+		// Kong-style error bodies are {"message":"…"}; keep just the
+		// sentence when that is what came.
+		var m struct {
+			Message string `json:"message"`
+		}
+		if json.Unmarshal(body, &m) == nil && m.Message != "" {
+			body = []byte(m.Message)
+		}
 		return nil, &HandshakeError{StatusCode: res.StatusCode, Body: string(body)}
 	}
 	sum := sha1.Sum([]byte(key + wsGUID))
