@@ -1,0 +1,241 @@
+package cluster
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/gantry-gw/gantry/internal/cp/store"
+	"github.com/gantry-gw/gantry/internal/cp/store/sqlstore"
+	"github.com/gantry-gw/gantry/internal/wire"
+)
+
+// Node types, as the catalogue shows them.
+const (
+	// TypeKong is a Kong Gateway data plane (koko and Konnect call it "kong-proxy").
+	TypeKong = "kong-proxy"
+	// TypeGantry is a Gantry runtime.
+	TypeGantry = "gantry-runtime"
+)
+
+// Status is a runtime instance's state, derived from facts each time it is shown, never stored.
+type Status string
+
+// Statuses, in the order DeriveStatus checks them.
+const (
+	// StatusDisconnected: no live link, or a link that has been silent for longer than the ping
+	// wait (for example, the control plane process holding it died).
+	StatusDisconnected Status = "disconnected"
+	// StatusIncompatible: connected, but the configuration is withheld from it; its
+	// compatibility_status says why.
+	StatusIncompatible Status = "incompatible"
+	// StatusApplyFailed: connected, and it reported that it could not apply the group's current
+	// configuration.
+	StatusApplyFailed Status = "apply_failed"
+	// StatusInSync: connected and running the group's current configuration.
+	StatusInSync Status = "in_sync"
+	// StatusBehind: connected and running something else (an older revision, or nothing yet).
+	StatusBehind Status = "behind"
+)
+
+// Node is one runtime instance in the catalogue, as stored.
+type Node struct {
+	GroupID  string
+	ID       string
+	Hostname string
+	Version  string
+	// Type is TypeKong or TypeGantry.
+	Type   string
+	IP     string
+	Labels map[string]string
+	// Connected is true while a control plane process holds a link with it.
+	Connected bool
+	// ConnectedSince is when the current (or last) link was established; zero if never.
+	ConnectedSince time.Time
+	// LastPing is the last time anything was heard from it.
+	LastPing time.Time
+	// ConfigHash is the hash it reported last (32 zeros when it runs nothing).
+	ConfigHash string
+	// Revision is the group revision whose hash it reported; 0 when unknown.
+	Revision int64
+	// LastError is the last apply failure it reported, cleared when it reports a hash it was
+	// sent successfully; ErrorHash is the hash of the configuration that failed.
+	LastError string
+	ErrorHash string
+	// CertExpiry is when its client certificate expires; zero if unknown.
+	CertExpiry time.Time
+	// SyncStatus is Kong's sync_status for it.
+	SyncStatus wire.SyncStatus
+	// Compatibility lists why the configuration is (or would be) withheld; empty when
+	// compatible.
+	Compatibility []wire.CompatibilityIssue
+	CreatedAt     time.Time
+	UpdatedAt     time.Time
+}
+
+// DeriveStatus says what state n is in, given the hash of its group's current configuration,
+// the time now and how long a connected node may stay silent (pingWait).
+func DeriveStatus(n Node, expectedHash string, now time.Time, pingWait time.Duration) Status {
+	switch {
+	case !n.Connected || now.Sub(n.LastPing) > pingWait:
+		return StatusDisconnected
+	case hasError(n.Compatibility):
+		return StatusIncompatible
+	case n.LastError != "" && (n.ErrorHash == "" || n.ErrorHash == expectedHash):
+		return StatusApplyFailed
+	case expectedHash != "" && n.ConfigHash == expectedHash:
+		return StatusInSync
+	}
+	return StatusBehind
+}
+
+func hasError(issues []wire.CompatibilityIssue) bool {
+	for _, i := range issues {
+		if i.Severity == wire.SeverityError {
+			return true
+		}
+	}
+	return false
+}
+
+// nodeStore reads and writes cluster_nodes.
+type nodeStore struct{ st *sqlstore.Store }
+
+const nodeColumns = `group_id, id, hostname, version, type, ip, labels, connected, connected_since, last_ping, config_hash, revision,
+	last_error, error_hash, cert_expiry, sync_status, compatibility, created_at, updated_at`
+
+func unix(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t.Unix()
+}
+
+func fromUnix(v sql.NullInt64) time.Time {
+	if !v.Valid {
+		return time.Time{}
+	}
+	return time.Unix(v.Int64, 0).UTC()
+}
+
+// upsert writes n whole, keeping created_at of an existing row.
+func (s nodeStore) upsert(ctx context.Context, tx *sql.Tx, n Node) error {
+	labels, _ := json.Marshal(n.Labels)
+	compat := n.Compatibility
+	if compat == nil {
+		compat = []wire.CompatibilityIssue{}
+	}
+	compatJSON, _ := json.Marshal(compat)
+	_, err := tx.ExecContext(ctx, s.st.Rebind(`INSERT INTO cluster_nodes (`+nodeColumns+`)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (group_id, id) DO UPDATE SET hostname = excluded.hostname, version = excluded.version, type = excluded.type,
+			ip = excluded.ip, labels = excluded.labels, connected = excluded.connected, connected_since = excluded.connected_since,
+			last_ping = excluded.last_ping, config_hash = excluded.config_hash, revision = excluded.revision,
+			last_error = excluded.last_error, error_hash = excluded.error_hash, cert_expiry = excluded.cert_expiry,
+			sync_status = excluded.sync_status, compatibility = excluded.compatibility, updated_at = excluded.updated_at`),
+		n.GroupID, n.ID, n.Hostname, n.Version, n.Type, n.IP, string(labels), n.Connected, unix(n.ConnectedSince), n.LastPing.Unix(),
+		n.ConfigHash, n.Revision, n.LastError, n.ErrorHash, unix(n.CertExpiry), string(n.SyncStatus), string(compatJSON),
+		n.CreatedAt.Unix(), n.UpdatedAt.Unix())
+	return err
+}
+
+func scanNode(row interface{ Scan(...any) error }) (Node, error) {
+	var n Node
+	var labels, compat, sync string
+	var since, expiry sql.NullInt64
+	var lastPing, created, updated int64
+	err := row.Scan(&n.GroupID, &n.ID, &n.Hostname, &n.Version, &n.Type, &n.IP, &labels, &n.Connected, &since, &lastPing,
+		&n.ConfigHash, &n.Revision, &n.LastError, &n.ErrorHash, &expiry, &sync, &compat, &created, &updated)
+	if errors.Is(err, sql.ErrNoRows) {
+		return n, fmt.Errorf("node: %w", store.ErrNotFound)
+	}
+	if err != nil {
+		return n, err
+	}
+	n.ConnectedSince, n.CertExpiry = fromUnix(since), fromUnix(expiry)
+	n.LastPing, n.CreatedAt, n.UpdatedAt = time.Unix(lastPing, 0).UTC(), time.Unix(created, 0).UTC(), time.Unix(updated, 0).UTC()
+	n.SyncStatus = wire.SyncStatus(sync)
+	if err := json.Unmarshal([]byte(labels), &n.Labels); err != nil {
+		return n, fmt.Errorf("node %s labels: %w", n.ID, err)
+	}
+	if err := json.Unmarshal([]byte(compat), &n.Compatibility); err != nil {
+		return n, fmt.Errorf("node %s compatibility: %w", n.ID, err)
+	}
+	return n, nil
+}
+
+// list returns up to limit nodes of the group with ids after the cursor, ordered by id, and the
+// group's total.
+func (s nodeStore) list(ctx context.Context, groupID, after string, limit int) ([]Node, int, error) {
+	var total int
+	if err := s.st.DB().QueryRowContext(ctx, s.st.Rebind(`SELECT COUNT(*) FROM cluster_nodes WHERE group_id = ?`), groupID).Scan(&total); err != nil {
+		return nil, 0, err
+	}
+	rows, err := s.st.DB().QueryContext(ctx, s.st.Rebind(`SELECT `+nodeColumns+` FROM cluster_nodes WHERE group_id = ? AND id > ? ORDER BY id LIMIT ?`), groupID, after, limit)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer rows.Close()
+	out := []Node{}
+	for rows.Next() {
+		n, err := scanNode(rows)
+		if err != nil {
+			return nil, 0, err
+		}
+		out = append(out, n)
+	}
+	return out, total, rows.Err()
+}
+
+func (s nodeStore) get(ctx context.Context, groupID, id string) (Node, error) {
+	return scanNode(s.st.DB().QueryRowContext(ctx, s.st.Rebind(`SELECT `+nodeColumns+` FROM cluster_nodes WHERE group_id = ? AND id = ?`), groupID, id))
+}
+
+func (s nodeStore) delete(ctx context.Context, groupID, id string) (bool, error) {
+	r, err := s.st.DB().ExecContext(ctx, s.st.Rebind(`DELETE FROM cluster_nodes WHERE group_id = ? AND id = ?`), groupID, id)
+	if err != nil {
+		return false, err
+	}
+	n, _ := r.RowsAffected()
+	return n > 0, nil
+}
+
+// purge deletes nodes not heard from since before, that no process holds a link with, and
+// returns how many went.
+func (s nodeStore) purge(ctx context.Context, before time.Time) (int64, error) {
+	r, err := s.st.DB().ExecContext(ctx, s.st.Rebind(`DELETE FROM cluster_nodes WHERE last_ping < ?`), before.Unix())
+	if err != nil {
+		return 0, err
+	}
+	return r.RowsAffected()
+}
+
+// groupsNodes returns the nodes of the given groups, for counting.
+func (s nodeStore) groupsNodes(ctx context.Context, groupIDs []string) ([]Node, error) {
+	if len(groupIDs) == 0 {
+		return nil, nil
+	}
+	ph := "?"
+	args := []any{groupIDs[0]}
+	for _, g := range groupIDs[1:] {
+		ph += ", ?"
+		args = append(args, g)
+	}
+	rows, err := s.st.DB().QueryContext(ctx, s.st.Rebind(`SELECT `+nodeColumns+` FROM cluster_nodes WHERE group_id IN (`+ph+`)`), args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Node
+	for rows.Next() {
+		n, err := scanNode(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, n)
+	}
+	return out, rows.Err()
+}
