@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gantry-gw/gantry/internal/cp/adminapi"
 	"github.com/google/uuid"
 )
 
@@ -448,6 +449,48 @@ func TestConcurrentWritesEachMakeARevision(t *testing.T) {
 		}
 		if r := e.revision(e.group); r != r0+n {
 			t.Errorf("revision %d after %d writes from %d", r, n, r0)
+		}
+	})
+}
+
+// TestReadBackRoundTrip sends each entity's GET answer back with PUT, as decK does when it
+// syncs: every field, nulls, timestamps and all, must be accepted and change nothing.
+func TestReadBackRoundTrip(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		e.do("POST", "/services", map[string]any{"name": "s", "url": "https://s.test/x"}).must(t, 201)
+		e.do("POST", "/services/s/routes", map[string]any{"name": "r", "paths": []any{"/"}, "headers": map[string]any{"x-a": []any{"1"}}}).must(t, 201)
+		e.do("POST", "/consumers", map[string]any{"username": "c"}).must(t, 201)
+		e.do("POST", "/upstreams", map[string]any{"name": "up"}).must(t, 201)
+		paths := []string{
+			"/services/" + str(e.do("GET", "/services/s", nil).must(t, 200), "id"),
+			"/routes/" + str(e.do("GET", "/routes/r", nil).must(t, 200), "id"),
+			"/plugins/" + str(e.do("POST", "/services/s/plugins", map[string]any{"name": "rate-limiting", "config": map[string]any{"minute": 3}}).must(t, 201), "id"),
+			"/upstreams/" + str(e.do("GET", "/upstreams/up", nil).must(t, 200), "id"),
+			"/upstreams/up/targets/" + str(e.do("POST", "/upstreams/up/targets", map[string]any{"target": "t.test:80"}).must(t, 201), "id"),
+			"/certificates/" + str(e.do("POST", "/certificates", map[string]any{"cert": pki.cert, "key": pki.key, "snis": []any{"a.test"}}).must(t, 201), "id"),
+			"/consumers/c/key-auth/" + str(e.do("POST", "/consumers/c/key-auth", map[string]any{}).must(t, 201), "id"),
+			"/consumers/c/jwt/" + str(e.do("POST", "/consumers/c/jwt", map[string]any{}).must(t, 201), "id"),
+		}
+		for _, p := range paths {
+			t.Run(p, func(t *testing.T) {
+				before := e.do("GET", p, nil).must(t, 200)
+				after := e.do("PUT", p, before).must(t, 200)
+				delete(before, "updated_at")
+				delete(after, "updated_at")
+				if !reflect.DeepEqual(before, after) {
+					t.Errorf("round trip changed the entity:\n%v\n%v", before, after)
+				}
+			})
+		}
+	})
+}
+
+func TestBodyLimit(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		big := `{"username":"` + strings.Repeat("x", adminapi.DefaultMaxBodyBytes) + `"}`
+		b := e.do("POST", "/consumers", big).must(t, 413)
+		if b["message"] != "Request body too large" {
+			t.Errorf("%v", b)
 		}
 	})
 }
