@@ -494,3 +494,21 @@ func TestBodyLimit(t *testing.T) {
 		}
 	})
 }
+
+// TestPutForeignAssociates covers PUT /routes/{r}/service on a route without a service: Kong
+// creates the service and points the route at it.
+func TestPutForeignAssociates(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		e.do("POST", "/routes", map[string]any{"name": "r", "paths": []any{"/"}}).must(t, 201)
+		e.do("GET", "/routes/r/service", nil).must(t, 404)
+		s := e.do("PUT", "/routes/r/service", map[string]any{"name": "made", "host": "m.test"}).must(t, 200)
+		if got := e.do("GET", "/routes/r", nil).must(t, 200); str(got, "service.id") != s["id"] {
+			t.Errorf("route not associated: %v", got["service"])
+		}
+		// A second PUT replaces the same service.
+		s2 := e.do("PUT", "/routes/r/service", map[string]any{"name": "made", "host": "n.test"}).must(t, 200)
+		if s2["id"] != s["id"] || s2["host"] != "n.test" {
+			t.Errorf("second put %v", s2)
+		}
+	})
+}
