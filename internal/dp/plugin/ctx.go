@@ -79,6 +79,10 @@ type Ctx struct {
 	Response Response
 	// Log is filled by the caller before the log phase.
 	Log LogInfo
+	// RenderError, when set by the caller, renders [Ctx.Error] bodies, so
+	// plugin errors follow the same Accept negotiation as the proxy's own
+	// (Kong's json/html/xml/plain templates). Nil renders JSON.
+	RenderError ErrorRenderer
 
 	requestID string
 	exited    bool
@@ -232,11 +236,21 @@ func (c *Ctx) ExitBody(status int, contentType string, body []byte, header http.
 	}
 }
 
-// Error exits the way kong.response.error does: a JSON body with the
-// message and the request id. An empty message means the status text.
+// ErrorRenderer renders an error body for the request r, returning its
+// Content-Type and the body appended to dst.
+type ErrorRenderer func(dst []byte, r *http.Request, message, requestID string) (contentType string, body []byte)
+
+// Error exits the way kong.response.error does: by default a JSON body with
+// the message and the request id (see [Ctx.RenderError]). An empty message
+// means the status text.
 func (c *Ctx) Error(status int, message string, header http.Header) {
 	if message == "" {
 		message = http.StatusText(status)
+	}
+	if c.RenderError != nil {
+		ct, body := c.RenderError(make([]byte, 0, len(message)+96), c.Request, message, c.RequestID())
+		c.ExitBody(status, ct, body, header)
+		return
 	}
 	body := make([]byte, 0, len(message)+80)
 	body = append(body, "{\n  \"message\":"...)

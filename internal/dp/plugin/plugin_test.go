@@ -519,3 +519,24 @@ func TestSetConsumerHeaders(t *testing.T) {
 		}
 	}
 }
+
+func TestErrorRenderer(t *testing.T) {
+	r := httptest.NewRequest("GET", "/", nil)
+	r.Header.Set("Accept", "text/plain")
+	c := AcquireCtx(r)
+	defer ReleaseCtx(c)
+	c.SetRequestID("abc")
+	c.RenderError = func(dst []byte, r *http.Request, msg, id string) (string, []byte) {
+		return "text/plain; charset=utf-8", append(dst, msg+"\nrequest_id: "+id+"\n"...)
+	}
+	c.Error(403, "", http.Header{"X-A": {"1"}})
+	if c.Response.Status != 403 || string(c.Response.Body) != "Forbidden\nrequest_id: abc\n" ||
+		c.Response.Header.Get("Content-Type") != "text/plain; charset=utf-8" || c.Response.Header.Get("X-A") != "1" {
+		t.Errorf("got %d %q %v", c.Response.Status, c.Response.Body, c.Response.Header)
+	}
+	c.RenderError = nil
+	c.Error(401, `say "hi"`, nil)
+	if want := "{\n  \"message\":\"say \\\"hi\\\"\",\n  \"request_id\":\"abc\"\n}"; string(c.Response.Body) != want {
+		t.Errorf("json body %q, want %q", c.Response.Body, want)
+	}
+}
