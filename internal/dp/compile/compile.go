@@ -68,6 +68,10 @@ type Route struct {
 	// Chain is the route's plugin chain; never nil once compiled.
 	Chain *plugin.Chain
 
+	// proxyChain is Chain when some plugin may run on the route, nil
+	// otherwise, so plugin-free routes stay on the proxy's fast path.
+	proxyChain *plugin.Chain
+
 	stripPath    bool
 	pathHandling string
 	preserveHost bool
@@ -118,6 +122,7 @@ type Compiled struct {
 	services  []*Service
 	upstreams []*Upstream
 	plugins   *plugin.Set
+	global    *plugin.Set // plugins when some plugin is global, else nil
 	env       *plugin.MemEnv
 	certs     *CertStore
 	keys      map[string]*Key
@@ -843,6 +848,12 @@ func (b *builder) plugins() error {
 	b.c.plugins = set
 	for _, rt := range b.c.routes {
 		rt.Chain = set.Route(rt.ID)
+		if len(rt.Chain.Plugins()) > 0 {
+			rt.proxyChain = rt.Chain
+		}
+	}
+	if len(set.NoRoute().Plugins()) > 0 {
+		b.c.global = set
 	}
 	return nil
 }
@@ -988,6 +999,7 @@ func (c *Compiled) Resolve(r *http.Request, m *proxy.Match) {
 	}
 	m.Service = svc.Proxy
 	m.RouteID = rt.ID
+	m.Plugins = rt.proxyChain
 	m.PreserveHost = rt.preserveHost
 	strip := rt.stripPath && mt.MatchedPath != ""
 	if !strip && (svc.Path == "" || svc.Path == "/") {
@@ -1005,6 +1017,11 @@ func (c *Compiled) Resolve(r *http.Request, m *proxy.Match) {
 // Plugins returns the compiled plugin set (global rewrite phase, per-route
 // chains, the no-route chain).
 func (c *Compiled) Plugins() *plugin.Set { return c.plugins }
+
+// Global returns the plugin set for the proxy's Config.Global: the set when
+// some plugin is global (only global plugins run before routing), nil
+// otherwise so requests skip the rewrite phase entirely.
+func (c *Compiled) Global() *plugin.Set { return c.global }
 
 // Env returns the plugin environment: consumers, credentials, groups.
 func (c *Compiled) Env() *plugin.MemEnv { return c.env }
