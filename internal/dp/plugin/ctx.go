@@ -127,7 +127,7 @@ func ReleaseCtx(c *Ctx) {
 	for i := range c.pending {
 		c.pending[i] = headerKV{}
 	}
-	clear(c.picked)
+	clear(c.picked[:cap(c.picked)])
 	clear(c.exitHdr)
 	*c = Ctx{
 		arena:   c.arena[:0],
