@@ -125,17 +125,40 @@ func BenchmarkProxyPath(b *testing.B) {
 }
 
 // BenchmarkEndToEnd measures a whole proxied request in process: a raw
-// keep-alive client writes a request to net/http's server running the proxy,
-// which calls a loopback upstream. Client and upstream cost are included.
+// keep-alive client writes a request to the server running the proxy
+// (net/http's, then Serve's), which calls a loopback upstream. Client and
+// upstream cost are included.
 func BenchmarkEndToEnd(b *testing.B) {
+	for _, sk := range serverKinds {
+		b.Run(string(sk), func(b *testing.B) { benchEndToEnd(b, sk, false) })
+	}
+}
+
+// BenchmarkEndToEndPlugins is BenchmarkEndToEnd with key-auth (1,000
+// consumers) and rate-limiting on the route.
+func BenchmarkEndToEndPlugins(b *testing.B) {
+	for _, sk := range serverKinds {
+		b.Run(string(sk), func(b *testing.B) { benchEndToEnd(b, sk, true) })
+	}
+}
+
+func benchEndToEnd(b *testing.B, sk serverKind, plugins bool) {
 	up := newRawUpstream(b, fastResponder(okResp))
-	env := newEnv(b, staticCfg(serviceFor(b, up.addr())), TransportOptions{})
-	c, err := net.Dial("tcp", env.srv.Listener.Addr().String())
+	svc := serviceFor(b, up.addr())
+	cfg := staticCfg(svc)
+	if plugins {
+		chain := keyAuthRateLimit(b, 1000).Route("r1")
+		cfg = &Config{Resolver: resolverFunc(func(_ *http.Request, m *Match) {
+			m.Service, m.RouteID, m.Plugins = svc, "r1", chain
+		})}
+	}
+	env := newEnv(b, sk, cfg, TransportOptions{})
+	c, err := net.Dial("tcp", env.addr)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer c.Close()
-	req := []byte("GET /bench HTTP/1.1\r\nHost: gw\r\nUser-Agent: wrk\r\n\r\n")
+	req := []byte("GET /bench HTTP/1.1\r\nHost: gw\r\nUser-Agent: wrk\r\napikey: key-7\r\n\r\n")
 	br := bufio.NewReaderSize(c, 4096)
 	b.ReportAllocs()
 	for b.Loop() {
@@ -144,10 +167,14 @@ func BenchmarkEndToEnd(b *testing.B) {
 		}
 		// Read the head, then the 64-byte body.
 		cl := 0
+		status := ""
 		for {
 			l, err := br.ReadSlice('\n')
 			if err != nil {
 				b.Fatal(err)
+			}
+			if status == "" {
+				status = string(l[9:12])
 			}
 			if len(l) <= 2 {
 				break
@@ -156,8 +183,8 @@ func BenchmarkEndToEnd(b *testing.B) {
 				cl = 64
 			}
 		}
-		if cl == 0 {
-			b.Fatal("no Content-Length")
+		if cl == 0 || status != "200" {
+			b.Fatalf("status %s, no Content-Length 64", status)
 		}
 		if _, err := br.Discard(cl); err != nil {
 			b.Fatal(err)

@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"io"
 	"net"
 	"net/http"
@@ -90,25 +91,81 @@ func serviceFor(t testing.TB, addr string) *Service {
 }
 
 type testEnv struct {
-	p   *Proxy
-	tr  *Transport
-	srv *httptest.Server
+	p      *Proxy
+	tr     *Transport
+	url    string       // http://addr
+	addr   string       // the proxy's listener address
+	client *http.Client // keep-alive client for the server
 }
 
-// newEnv starts the proxy behind a real net/http server on loopback.
-func newEnv(t testing.TB, cfg *Config, topts TransportOptions) *testEnv {
+// serverKind selects the server in front of the proxy: the same tests run
+// against net/http's server and against Proxy.Serve.
+type serverKind string
+
+const (
+	netHTTP serverKind = "net-http"
+	ownLoop serverKind = "serve"
+)
+
+var serverKinds = []serverKind{netHTTP, ownLoop}
+
+// bothServers runs fn once per server kind.
+func bothServers(t *testing.T, fn func(t *testing.T, sk serverKind)) {
+	for _, sk := range serverKinds {
+		t.Run(string(sk), func(t *testing.T) { fn(t, sk) })
+	}
+}
+
+// newEnv starts the proxy behind a real server of kind sk on loopback.
+func newEnv(t testing.TB, sk serverKind, cfg *Config, topts TransportOptions) *testEnv {
+	return newEnvOpts(t, sk, Options{Config: cfg}, topts)
+}
+
+// newEnvOpts is newEnv with proxy options (Transport is filled in).
+func newEnvOpts(t testing.TB, sk serverKind, opts Options, topts TransportOptions) *testEnv {
 	t.Helper()
 	tr, err := NewTransport(topts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := New(Options{Transport: tr, Config: cfg, HTTPPort: "8000"})
+	opts.Transport = tr
+	if opts.HTTPPort == "" {
+		opts.HTTPPort = "8000"
+	}
+	p, err := New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(p)
-	t.Cleanup(func() { srv.Close(); tr.Close() })
-	return &testEnv{p: p, tr: tr, srv: srv}
+	env := &testEnv{p: p, tr: tr}
+	switch sk {
+	case netHTTP:
+		srv := httptest.NewServer(p)
+		t.Cleanup(func() { srv.Close(); tr.Close() })
+		env.addr, env.client = srv.Listener.Addr().String(), srv.Client()
+	default:
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- p.Serve(ln) }()
+		client := &http.Client{Transport: &http.Transport{}}
+		t.Cleanup(func() {
+			client.CloseIdleConnections()
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := p.Shutdown(ctx); err != nil {
+				t.Errorf("shutdown: %v", err)
+			}
+			if err := <-done; err != http.ErrServerClosed {
+				t.Errorf("Serve returned %v, want http.ErrServerClosed", err)
+			}
+			tr.Close()
+		})
+		env.addr, env.client = ln.Addr().String(), client
+	}
+	env.url = "http://" + env.addr
+	return env
 }
 
 func staticCfg(s *Service) *Config { return &Config{Resolver: StaticResolver{Service: s}} }
@@ -174,5 +231,3 @@ func newCapture(t testing.TB) *captureUpstream {
 }
 
 func (cu *captureUpstream) addr() string { return cu.Listener.Addr().String() }
-
-var _ = time.Second

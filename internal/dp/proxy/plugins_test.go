@@ -153,7 +153,9 @@ func phaseSet(t testing.TB, rec *phaseRec, g, a, b *phaseCfg) *plugin.Set {
 	return set
 }
 
-func TestPluginPhases(t *testing.T) {
+func TestPluginPhases(t *testing.T) { bothServers(t, testPluginPhases) }
+
+func testPluginPhases(t *testing.T, sk serverKind) {
 	var upCalls atomic.Int64
 	var upPath, upHeader atomic.Value
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -241,9 +243,9 @@ func TestPluginPhases(t *testing.T) {
 			if tt.g != nil {
 				cfg.Global = set
 			}
-			env := newEnv(t, cfg, TransportOptions{})
+			env := newEnv(t, sk, cfg, TransportOptions{})
 			before := upCalls.Load()
-			resp, err := http.Get(env.srv.URL + "/p")
+			resp, err := http.Get(env.url + "/p")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -310,7 +312,9 @@ func TestPluginPhases(t *testing.T) {
 }
 
 // TestPluginFailureIs500 checks that an access error becomes Kong's 500.
-func TestPluginAccessError(t *testing.T) {
+func TestPluginAccessError(t *testing.T) { bothServers(t, testPluginAccessError) }
+
+func testPluginAccessError(t *testing.T, sk serverKind) {
 	reg := plugin.NewRegistry()
 	reg.Add(plugin.Registration{Name: "fail", Priority: 1, New: func(json.RawMessage, plugin.Env) (plugin.Instance, error) {
 		return failPlugin{}, nil
@@ -324,10 +328,10 @@ func TestPluginAccessError(t *testing.T) {
 	}
 	up := newRawUpstream(t, fixedResponder(okResp))
 	svc := serviceFor(t, up.addr())
-	env2 := newEnv(t, &Config{Resolver: resolverFunc(func(r *http.Request, m *Match) {
+	env2 := newEnv(t, sk, &Config{Resolver: resolverFunc(func(r *http.Request, m *Match) {
 		m.Service, m.Plugins = svc, set.Route("r1")
 	})}, TransportOptions{})
-	resp, body := get(t, env2.srv.URL+"/")
+	resp, body := get(t, env2.url+"/")
 	if resp.StatusCode != 500 || !strings.Contains(string(body), MsgUnexpected) {
 		t.Errorf("got %d %q", resp.StatusCode, body)
 	}

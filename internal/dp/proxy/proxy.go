@@ -33,6 +33,9 @@ type Options struct {
 	HTTPPort, HTTPSPort string
 	// Logger receives upstream failures at debug level. Default: discard.
 	Logger *slog.Logger
+	// Server tunes Serve, the plain-HTTP/1.1 server loop; zero values take
+	// its defaults. Unused when the Proxy runs under net/http's server.
+	Server ServerOptions
 }
 
 // Proxy is the runtime's HTTP handler: it resolves each request to a service
@@ -47,6 +50,9 @@ type Proxy struct {
 
 	idPrefix [16]byte      // random per process, hex
 	idSeq    atomic.Uint64 // request id counter
+
+	srvOpts ServerOptions // immutable after New
+	srv     serverState
 }
 
 // New checks opts and returns a Proxy.
@@ -68,7 +74,10 @@ func New(opts Options) (*Proxy, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	p := &Proxy{tr: opts.Transport, httpPort: opts.HTTPPort, httpsPort: opts.HTTPSPort, log: opts.Logger}
+	if err := opts.Server.check(); err != nil {
+		return nil, err
+	}
+	p := &Proxy{tr: opts.Transport, httpPort: opts.HTTPPort, httpsPort: opts.HTTPSPort, log: opts.Logger, srvOpts: opts.Server}
 	var rnd [8]byte
 	if _, err := rand.Read(rnd[:]); err != nil {
 		return nil, err

@@ -17,7 +17,9 @@ import (
 	"time"
 )
 
-func TestUpstreamRequestHeaders(t *testing.T) {
+func TestUpstreamRequestHeaders(t *testing.T) { bothServers(t, testUpstreamRequestHeaders) }
+
+func testUpstreamRequestHeaders(t *testing.T, sk serverKind) {
 	cu := newCapture(t)
 	svc := serviceFor(t, cu.addr())
 	tests := []struct {
@@ -72,8 +74,8 @@ func TestUpstreamRequestHeaders(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			m := tt.match
 			cfg := &Config{Resolver: resolverFunc(func(r *http.Request, out *Match) { *out = m; out.Service = svc }), TrustedIPs: tt.trusted}
-			env := newEnv(t, cfg, TransportOptions{})
-			resp, _ := get(t, env.srv.URL+"/a/b?q=1", tt.hdr...)
+			env := newEnv(t, sk, cfg, TransportOptions{})
+			resp, _ := get(t, env.url+"/a/b?q=1", tt.hdr...)
 			if resp.StatusCode != 200 {
 				t.Fatalf("status %d", resp.StatusCode)
 			}
@@ -102,15 +104,17 @@ type resolverFunc func(*http.Request, *Match)
 
 func (f resolverFunc) Resolve(r *http.Request, m *Match) { f(r, m) }
 
-func TestResponseHeaders(t *testing.T) {
+func TestResponseHeaders(t *testing.T) { bothServers(t, testResponseHeaders) }
+
+func testResponseHeaders(t *testing.T, sk serverKind) {
 	cu := newCapture(t)
 	svc := serviceFor(t, cu.addr())
 	for _, kong := range []bool{false, true} {
 		t.Run(fmt.Sprint("kong=", kong), func(t *testing.T) {
 			cfg := staticCfg(svc)
 			cfg.KongHeaders = kong
-			env := newEnv(t, cfg, TransportOptions{})
-			resp, body := get(t, env.srv.URL+"/")
+			env := newEnv(t, sk, cfg, TransportOptions{})
+			resp, body := get(t, env.url+"/")
 			if string(body) != "aaaaaaaaaa" {
 				t.Fatalf("body %q", body)
 			}
@@ -136,7 +140,9 @@ func TestResponseHeaders(t *testing.T) {
 	}
 }
 
-func TestBodiesStreamBothWays(t *testing.T) {
+func TestBodiesStreamBothWays(t *testing.T) { bothServers(t, testBodiesStreamBothWays) }
+
+func testBodiesStreamBothWays(t *testing.T, sk serverKind) {
 	up := newRawUpstream(t, func(c net.Conn, br *bufio.Reader) {
 		for {
 			req, err := readHead(br)
@@ -176,7 +182,7 @@ func TestBodiesStreamBothWays(t *testing.T) {
 			}
 		}
 	})
-	env := newEnv(t, staticCfg(serviceFor(t, up.addr())), TransportOptions{})
+	env := newEnv(t, sk, staticCfg(serviceFor(t, up.addr())), TransportOptions{})
 	tests := []struct {
 		name    string
 		reqSize int
@@ -196,7 +202,7 @@ func TestBodiesStreamBothWays(t *testing.T) {
 			if tt.chunkUp {
 				body = io.MultiReader(body) // hides the length: client sends chunked.
 			}
-			url := fmt.Sprintf("%s/?size=%d&chunked=%d", env.srv.URL, tt.respSz, map[bool]int{false: 0, true: 1}[tt.chunked])
+			url := fmt.Sprintf("%s/?size=%d&chunked=%d", env.url, tt.respSz, map[bool]int{false: 0, true: 1}[tt.chunked])
 			req, _ := http.NewRequest("POST", url, body)
 			resp, got := do(t, http.DefaultClient, req)
 			if resp.StatusCode != 200 {
@@ -226,7 +232,9 @@ func TestBodiesStreamBothWays(t *testing.T) {
 	}
 }
 
-func TestKeepAliveAndConnectionRules(t *testing.T) {
+func TestKeepAliveAndConnectionRules(t *testing.T) { bothServers(t, testKeepAliveAndConnectionRules) }
+
+func testKeepAliveAndConnectionRules(t *testing.T, sk serverKind) {
 	tests := []struct {
 		name      string
 		resp      string
@@ -259,10 +267,10 @@ func TestKeepAliveAndConnectionRules(t *testing.T) {
 					}
 				}
 			})
-			env := newEnv(t, staticCfg(serviceFor(t, up.addr())), TransportOptions{})
+			env := newEnv(t, sk, staticCfg(serviceFor(t, up.addr())), TransportOptions{})
 			for i := 0; i < 5; i++ {
-				req, _ := http.NewRequest(tt.method, env.srv.URL+"/", nil)
-				resp, body := do(t, env.srv.Client(), req)
+				req, _ := http.NewRequest(tt.method, env.url+"/", nil)
+				resp, body := do(t, env.client, req)
 				if resp.StatusCode >= 500 || string(body) != tt.wantBody {
 					t.Fatalf("request %d: status %d body %q", i, resp.StatusCode, body)
 				}
@@ -277,16 +285,18 @@ func TestKeepAliveAndConnectionRules(t *testing.T) {
 	}
 }
 
-func TestUntilCloseBody(t *testing.T) {
+func TestUntilCloseBody(t *testing.T) { bothServers(t, testUntilCloseBody) }
+
+func testUntilCloseBody(t *testing.T, sk serverKind) {
 	up := newRawUpstream(t, func(c net.Conn, br *bufio.Reader) {
 		if _, err := readHead(br); err != nil {
 			return
 		}
 		io.WriteString(c, "HTTP/1.1 200 OK\r\n\r\nstreamed until close")
 	})
-	env := newEnv(t, staticCfg(serviceFor(t, up.addr())), TransportOptions{})
+	env := newEnv(t, sk, staticCfg(serviceFor(t, up.addr())), TransportOptions{})
 	for i := 0; i < 2; i++ {
-		resp, body := get(t, env.srv.URL+"/")
+		resp, body := get(t, env.url+"/")
 		if resp.StatusCode != 200 || string(body) != "streamed until close" {
 			t.Fatalf("status %d body %q", resp.StatusCode, body)
 		}
@@ -296,7 +306,9 @@ func TestUntilCloseBody(t *testing.T) {
 	}
 }
 
-func TestStaleConnectionRetry(t *testing.T) {
+func TestStaleConnectionRetry(t *testing.T) { bothServers(t, testStaleConnectionRetry) }
+
+func testStaleConnectionRetry(t *testing.T, sk serverKind) {
 	// The upstream answers one request per connection but claims keep-alive,
 	// then closes: the pooled connection is stale for the next request.
 	up := newRawUpstream(t, func(c net.Conn, br *bufio.Reader) {
@@ -307,14 +319,14 @@ func TestStaleConnectionRetry(t *testing.T) {
 		io.Copy(io.Discard, req.Body)
 		io.WriteString(c, okResp)
 	})
-	env := newEnv(t, staticCfg(serviceFor(t, up.addr())), TransportOptions{})
+	env := newEnv(t, sk, staticCfg(serviceFor(t, up.addr())), TransportOptions{})
 	for i, method := range []string{"GET", "GET", "POST", "DELETE"} {
 		var body io.Reader
 		if method == "POST" {
 			body = strings.NewReader("payload")
 		}
-		req, _ := http.NewRequest(method, env.srv.URL+"/", body)
-		resp, _ := do(t, env.srv.Client(), req)
+		req, _ := http.NewRequest(method, env.url+"/", body)
+		resp, _ := do(t, env.client, req)
 		if resp.StatusCode != 200 {
 			t.Fatalf("request %d (%s): status %d", i, method, resp.StatusCode)
 		}
@@ -326,7 +338,9 @@ func TestStaleConnectionRetry(t *testing.T) {
 	}
 }
 
-func TestUpstreamFailures(t *testing.T) {
+func TestUpstreamFailures(t *testing.T) { bothServers(t, testUpstreamFailures) }
+
+func testUpstreamFailures(t *testing.T, sk serverKind) {
 	slow := newRawUpstream(t, func(c net.Conn, br *bufio.Reader) {
 		readHead(br)
 		time.Sleep(300 * time.Millisecond)
@@ -378,8 +392,8 @@ func TestUpstreamFailures(t *testing.T) {
 			svc.ConnectTimeout = 50 * time.Millisecond
 			svc.Balancer = tt.bal
 			dials = 0
-			env := newEnv(t, staticCfg(svc), TransportOptions{Dial: tt.dial})
-			resp, body := get(t, env.srv.URL+"/")
+			env := newEnv(t, sk, staticCfg(svc), TransportOptions{Dial: tt.dial})
+			resp, body := get(t, env.url+"/")
 			id := resp.Header.Get("X-Gantry-Request-Id")
 			want := fmt.Sprintf("{\n  \"message\":\"%s\",\n  \"request_id\":\"%s\"\n}", tt.msg, id)
 			if resp.StatusCode != tt.status || string(body) != want || id == "" {
@@ -403,8 +417,10 @@ type staticBalancer struct {
 func (b staticBalancer) Pick(*http.Request, int) (string, error) { return b.addr, b.err }
 func (b staticBalancer) Report(string, error)                    {}
 
-func TestNoRouteAndNegotiation(t *testing.T) {
-	env := newEnv(t, &Config{Resolver: resolverFunc(func(*http.Request, *Match) {})}, TransportOptions{})
+func TestNoRouteAndNegotiation(t *testing.T) { bothServers(t, testNoRouteAndNegotiation) }
+
+func testNoRouteAndNegotiation(t *testing.T, sk serverKind) {
+	env := newEnv(t, sk, &Config{Resolver: resolverFunc(func(*http.Request, *Match) {})}, TransportOptions{})
 	tests := []struct {
 		accept, ctype string
 		wantCT        string
@@ -422,7 +438,7 @@ func TestNoRouteAndNegotiation(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.accept+"|"+tt.ctype, func(t *testing.T) {
-			resp, body := get(t, env.srv.URL+"/nope", "Accept", tt.accept, "Content-Type", tt.ctype)
+			resp, body := get(t, env.url+"/nope", "Accept", tt.accept, "Content-Type", tt.ctype)
 			if resp.StatusCode != 404 {
 				t.Fatalf("status %d", resp.StatusCode)
 			}
@@ -438,7 +454,9 @@ func TestNoRouteAndNegotiation(t *testing.T) {
 	}
 }
 
-func TestWebSocketTunnel(t *testing.T) {
+func TestWebSocketTunnel(t *testing.T) { bothServers(t, testWebSocketTunnel) }
+
+func testWebSocketTunnel(t *testing.T, sk serverKind) {
 	up := newRawUpstream(t, func(c net.Conn, br *bufio.Reader) {
 		req, err := readHead(br)
 		if err != nil {
@@ -461,8 +479,8 @@ func TestWebSocketTunnel(t *testing.T) {
 			}
 		}
 	})
-	env := newEnv(t, staticCfg(serviceFor(t, up.addr())), TransportOptions{})
-	c, err := net.Dial("tcp", env.srv.Listener.Addr().String())
+	env := newEnv(t, sk, staticCfg(serviceFor(t, up.addr())), TransportOptions{})
+	c, err := net.Dial("tcp", env.addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -487,18 +505,20 @@ func TestWebSocketTunnel(t *testing.T) {
 	}
 }
 
-func TestConfigSwap(t *testing.T) {
+func TestConfigSwap(t *testing.T) { bothServers(t, testConfigSwap) }
+
+func testConfigSwap(t *testing.T, sk serverKind) {
 	a := newRawUpstream(t, fixedResponder("HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\na"))
 	b := newRawUpstream(t, fixedResponder("HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nb"))
-	env := newEnv(t, nil, TransportOptions{})
-	if resp, _ := get(t, env.srv.URL+"/"); resp.StatusCode != 404 {
+	env := newEnv(t, sk, nil, TransportOptions{})
+	if resp, _ := get(t, env.url+"/"); resp.StatusCode != 404 {
 		t.Fatalf("no config: status %d, want 404", resp.StatusCode)
 	}
 	for _, u := range []*rawUpstream{a, b} {
 		if err := env.p.Store(staticCfg(serviceFor(t, u.addr()))); err != nil {
 			t.Fatal(err)
 		}
-		_, body := get(t, env.srv.URL+"/")
+		_, body := get(t, env.url+"/")
 		if want := map[*rawUpstream]string{a: "a", b: "b"}[u]; string(body) != want {
 			t.Errorf("body %q, want %q", body, want)
 		}
@@ -529,15 +549,17 @@ func TestOptionChecks(t *testing.T) {
 	}
 }
 
-func TestIdleExpiry(t *testing.T) {
+func TestIdleExpiry(t *testing.T) { bothServers(t, testIdleExpiry) }
+
+func testIdleExpiry(t *testing.T, sk serverKind) {
 	up := newRawUpstream(t, fixedResponder(okResp))
-	env := newEnv(t, staticCfg(serviceFor(t, up.addr())), TransportOptions{IdleTimeout: 30 * time.Millisecond, MaxIdlePerHost: 1})
-	get(t, env.srv.URL+"/")
+	env := newEnv(t, sk, staticCfg(serviceFor(t, up.addr())), TransportOptions{IdleTimeout: 30 * time.Millisecond, MaxIdlePerHost: 1})
+	get(t, env.url+"/")
 	if n := env.tr.IdleConns(up.addr()); n != 1 {
 		t.Fatalf("idle = %d, want 1", n)
 	}
 	time.Sleep(60 * time.Millisecond)
-	get(t, env.srv.URL+"/")
+	get(t, env.url+"/")
 	if n := up.conns.Load(); n != 2 {
 		t.Errorf("connections = %d, want 2 (expired idle connection replaced)", n)
 	}
