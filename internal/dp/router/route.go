@@ -170,6 +170,12 @@ const (
 //	bits 19-50 regex_priority (regex groups only)
 //	bits 0-18  length of the prefix paths of the group
 //
+// This is the layout Kong documents and its router specs assume. Note that
+// Kong's Lua code shifts match weight, header count and regex_priority with
+// LuaJIT's 32-bit bit.lshift (its lshift_uint64 helper rebinds the uint64
+// cdata to the plain number), so a running Kong may order some mixes
+// differently; the documented layout is the contract implemented here.
+//
 // The regex_priority field is stored offset by 2^31 so that a negative
 // regex_priority orders below zero and above nothing, as users expect and as
 // Kong's traditional router orders it.
