@@ -952,13 +952,18 @@ func flatten(err error) []error {
 	return []error{err}
 }
 
+// reqPool recycles router requests: the router keeps a pointer to the
+// request during a lookup, which makes a stack value escape.
+var reqPool = sync.Pool{New: func() any { return new(router.Request) }}
+
 // Match routes r. It is the router lookup Resolve uses, exported so a
 // caller can act on a protocol rejection (Match.Reject) before proxying.
 func (c *Compiled) Match(r *http.Request) (router.Match[*Route], bool) {
 	if c == nil || c.router == nil {
 		return router.Match[*Route]{}, false
 	}
-	req := router.Request{Scheme: "http", Method: r.Method, Host: r.Host, Target: r.RequestURI,
+	req := reqPool.Get().(*router.Request)
+	*req = router.Request{Scheme: "http", Method: r.Method, Host: r.Host, Target: r.RequestURI,
 		Headers: r.Header, HTTPMajor: r.ProtoMajor}
 	if req.Target == "" || req.Target[0] != '/' {
 		req.Target = r.URL.RequestURI()
@@ -975,7 +980,10 @@ func (c *Compiled) Match(r *http.Request) (router.Match[*Route], bool) {
 			}
 		}
 	}
-	return c.router.Match(&req)
+	m, ok := c.router.Match(req)
+	*req = router.Request{} // drop references to r before pooling
+	reqPool.Put(req)
+	return m, ok
 }
 
 // MayReject reports whether some route refuses plain-http requests (an
