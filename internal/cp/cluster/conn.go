@@ -69,7 +69,8 @@ type conn struct {
 	pending   *snapshot.Snapshot
 	sent      map[string]int64 // hashes of configurations sent, with their revisions
 	sentOrder []string
-	orphaned  bool // the group was deleted: the catalogue row is gone, do not write it again
+	lastSent  string // hash of the last configuration written on this link
+	orphaned  bool   // the group was deleted: the catalogue row is gone, do not write it again
 }
 
 // serveOutlet runs Kong's hybrid protocol v1 for one instance.
@@ -175,6 +176,7 @@ func (c *Cluster) serveOutlet(w http.ResponseWriter, r *http.Request) {
 	wg.Go(cn.writeLoop)
 	// The first configuration goes out at once; later ones come from the group's pusher.
 	if snap, err := c.snaps.Build(cn.ctx, cn.groupID); err == nil {
+		c.hub.noteRevision(cn.groupID, snap.Revision)
 		cn.offer(snap)
 	} else {
 		log.Error("cannot build the group's configuration for a new instance", "err", err)
@@ -275,8 +277,12 @@ func (cn *conn) push(snap *snapshot.Snapshot) error {
 	compat := wire.CheckConfigurationCompatibility(cn.checkPlugins, cn.plugins, snap.ConfigTable)
 	cn.mu.Lock()
 	cn.remember(snap.Hash, snap.Revision)
-	if cn.node.ConfigHash == snap.Hash {
-		cn.node.Revision = snap.Revision
+	if cn.node.ConfigHash == snap.Hash || cn.lastSent == snap.Hash {
+		// Already running it, or already sent it on this link (a runtime that rejected it
+		// must not be sent it again and again).
+		if cn.node.ConfigHash == snap.Hash {
+			cn.node.Revision = snap.Revision
+		}
 		cn.mu.Unlock()
 		cn.h.markDirty(cn)
 		return nil
@@ -293,6 +299,7 @@ func (cn *conn) push(snap *snapshot.Snapshot) error {
 	}
 	cn.node.SyncStatus = wire.SyncStatusNormal
 	cn.node.Compatibility = nil
+	cn.lastSent = snap.Hash
 	cn.mu.Unlock()
 	cn.h.markDirty(cn)
 

@@ -77,6 +77,16 @@ func (h *hub) register(cn *conn) {
 	p.conns[cn] = struct{}{}
 }
 
+// noteRevision records that rev was offered to the group's links, so the poll does not wake the
+// pusher for it.
+func (h *hub) noteRevision(groupID string, rev int64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if p := h.groups[groupID]; p != nil {
+		p.knownRev = max(p.knownRev, rev)
+	}
+}
+
 // unregister removes a link and stops its group's pusher if it was the last.
 func (h *hub) unregister(cn *conn) {
 	h.mu.Lock()
