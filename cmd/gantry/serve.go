@@ -34,6 +34,9 @@ requests finish, then the database is closed.`,
 	f.String("region", "us", "region this control plane serves; each organization has one default runtime group per region")
 	f.String("org-name", "Default Organization", "name of the organization created on first start")
 	f.String("cluster-endpoint", "https://localhost:8005", "URL runtime instances use to reach this control plane, shown in each runtime group's config")
+	f.String("cluster-listen", ":8005", "address of the cluster listener runtime instances connect to (mTLS WebSocket, /v1/outlet); empty disables it")
+	f.String("cluster-ca-cert", "", "PEM file of a CA to use for the cluster instead of the one generated on first start (needs --cluster-ca-key)")
+	f.String("cluster-ca-key", "", "PEM file of the private key of --cluster-ca-cert")
 	f.Duration("shutdown-timeout", 30*time.Second, "how long in-flight requests may run after a stop signal")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		if err := bindConfig(cmd); err != nil {
@@ -48,6 +51,7 @@ requests finish, then the database is closed.`,
 		return server.Run(cmd.Context(), server.Options{
 			Listen: get("listen"), DataDir: get("data-dir"), DatabaseURL: get("database-url"), Region: get("region"),
 			OrgName: get("org-name"), AdminToken: os.Getenv("GANTRY_ADMIN_TOKEN"), ClusterEndpoint: get("cluster-endpoint"),
+			ClusterListen: get("cluster-listen"), ClusterCACertFile: get("cluster-ca-cert"), ClusterCAKeyFile: get("cluster-ca-key"),
 			ShutdownTimeout: timeout, Logger: log, Out: cmd.OutOrStdout(),
 		})
 	}

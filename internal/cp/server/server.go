@@ -10,11 +10,14 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
+	"os"
 	"time"
 
 	"github.com/gantry-gw/gantry/internal/cp/adminapi"
 	"github.com/gantry-gw/gantry/internal/cp/api"
 	"github.com/gantry-gw/gantry/internal/cp/auth"
+	"github.com/gantry-gw/gantry/internal/cp/cluster"
 	"github.com/gantry-gw/gantry/internal/cp/entitystore"
 	"github.com/gantry-gw/gantry/internal/cp/store"
 	"github.com/gantry-gw/gantry/internal/cp/store/sqlstore"
@@ -32,8 +35,16 @@ type Options struct {
 	// AdminToken, when set, is the administrator's token: used as the first token on first
 	// start, and added again on later starts if it is not stored.
 	AdminToken string
-	// ClusterEndpoint is the URL runtime instances use to reach this control plane.
+	// ClusterEndpoint is the URL runtime instances use to reach this control plane; its host is
+	// also put in the cluster listener's certificate.
 	ClusterEndpoint string
+	// ClusterListen is the cluster listener's address (mTLS, /v1/outlet); empty disables it.
+	ClusterListen string
+	// ClusterCACertFile and ClusterCAKeyFile name a user CA (PEM) for the cluster; when empty,
+	// the CA stored in the database is used (created on first start).
+	ClusterCACertFile, ClusterCAKeyFile string
+	// ClusterReady, if set, is called with the bound cluster address once it accepts instances.
+	ClusterReady func(addr net.Addr)
 	// ShutdownTimeout bounds how long in-flight requests may take to finish after a stop signal.
 	ShutdownTimeout time.Duration
 	Logger          *slog.Logger
@@ -90,12 +101,38 @@ func Run(ctx context.Context, opts Options) error {
 	if err := bootstrap(ctx, st, opts); err != nil {
 		return err
 	}
-	a, err := api.New(api.Options{Store: st, Logger: log, Region: opts.Region, ClusterEndpoint: opts.ClusterEndpoint, TelemetryEndpoint: opts.ClusterEndpoint})
+	// One entity store: the cluster follows the commits the Admin API makes through it.
+	es := entitystore.New(st)
+	cl, err := newCluster(ctx, st, es, opts)
 	if err != nil {
 		return err
 	}
-	if err := adminapi.Register(a, entitystore.New(st), log); err != nil {
+	a, err := api.New(api.Options{Store: st, Logger: log, Region: opts.Region, ClusterEndpoint: opts.ClusterEndpoint, TelemetryEndpoint: opts.ClusterEndpoint,
+		OnGroupDeleted: cl.GroupDeleted, InstanceCounts: cl.InstanceCounts})
+	if err != nil {
 		return err
+	}
+	if err := adminapi.Register(a, es, log); err != nil {
+		return err
+	}
+	cl.Mount(a)
+	if opts.ClusterListen != "" {
+		cln, err := net.Listen("tcp", opts.ClusterListen)
+		if err != nil {
+			return fmt.Errorf("cluster listen on %s (choose another with --cluster-listen): %w", opts.ClusterListen, err)
+		}
+		cctx, ccancel := context.WithCancel(ctx)
+		cdone := make(chan error, 1)
+		go func() { cdone <- cl.Serve(cctx, cln) }()
+		defer func() {
+			ccancel()
+			if err := <-cdone; err != nil {
+				log.Error("cluster listener", "err", err)
+			}
+		}()
+		if opts.ClusterReady != nil {
+			opts.ClusterReady(cln.Addr())
+		}
 	}
 	ln, err := net.Listen("tcp", opts.Listen)
 	if err != nil {
@@ -126,6 +163,32 @@ func Run(ctx context.Context, opts Options) error {
 		return fmt.Errorf("graceful shutdown: %w", err)
 	}
 	return nil
+}
+
+// newCluster builds the cluster side with the user's CA, if any, and a listener certificate
+// that names the cluster endpoint's host.
+func newCluster(ctx context.Context, st *sqlstore.Store, es *entitystore.Store, opts Options) (*cluster.Cluster, error) {
+	var caCert, caKey []byte
+	if opts.ClusterCACertFile != "" || opts.ClusterCAKeyFile != "" {
+		if opts.ClusterCACertFile == "" || opts.ClusterCAKeyFile == "" {
+			return nil, errors.New("give both --cluster-ca-cert and --cluster-ca-key, or neither")
+		}
+		var err error
+		if caCert, err = os.ReadFile(opts.ClusterCACertFile); err != nil {
+			return nil, fmt.Errorf("read cluster CA certificate: %w", err)
+		}
+		if caKey, err = os.ReadFile(opts.ClusterCAKeyFile); err != nil {
+			return nil, fmt.Errorf("read cluster CA key: %w", err)
+		}
+	}
+	names := []string{"localhost", "127.0.0.1", "::1"}
+	if h, err := os.Hostname(); err == nil && h != "" {
+		names = append(names, h)
+	}
+	if u, err := url.Parse(opts.ClusterEndpoint); err == nil && u.Hostname() != "" {
+		names = append(names, u.Hostname())
+	}
+	return cluster.New(ctx, cluster.Options{Store: st, Entities: es, Logger: opts.Logger, CACertPEM: caCert, CAKeyPEM: caKey, ServerNames: names})
 }
 
 // bootstrap makes the first organization once and tells the operator the admin token.
