@@ -32,6 +32,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gantry-gw/gantry/internal/dp/cache"
@@ -126,6 +127,10 @@ type Agent struct {
 	log       *slog.Logger
 	basicInfo []byte
 	query     string
+
+	// cacheTried is set once LoadCache ran, so that Run does not read the
+	// cache a second time.
+	cacheTried atomic.Bool
 
 	mu sync.Mutex // guards the fields below, which Status reports
 	// revision is the revision number being served; 0 when unknown (a
@@ -231,7 +236,7 @@ func New(opts Options) (*Agent, error) {
 // every failure. It returns nil when ctx ends; it never gives up on its
 // own.
 func (a *Agent) Run(ctx context.Context) error {
-	if _, loaded := a.opts.Applier.Current(); !loaded {
+	if _, loaded := a.opts.Applier.Current(); !loaded && !a.cacheTried.Load() {
 		a.LoadCache(ctx)
 	}
 	attempt := 0
@@ -276,9 +281,10 @@ func (a *Agent) backoff(n int) time.Duration {
 // LoadCache applies the cached configuration, if there is one that
 // verifies. A missing, truncated or corrupted cache is logged and
 // ignored; nothing from it is applied. It reports whether a
-// configuration was loaded. Run calls it; it is exported for callers that
-// want the cache loaded before Run starts.
+// configuration was loaded. Run calls it unless it was called before; it
+// is exported for callers that want the cache loaded before Run starts.
 func (a *Agent) LoadCache(ctx context.Context) bool {
+	a.cacheTried.Store(true)
 	if a.opts.Cache == nil {
 		return false
 	}
