@@ -319,8 +319,9 @@ func (c *Cluster) Serve(ctx context.Context, ln net.Listener) error {
 		Handler:           c.Handler(),
 		TLSConfig:         c.TLSConfig(),
 		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(c.log.Handler(), slog.LevelDebug),
-		BaseContext:       func(net.Listener) context.Context { return ctx },
+		// Handshake failures Go reports itself (no certificate at all, bad TLS) are refusals too.
+		ErrorLog:    slog.NewLogLogger(c.log.Handler(), slog.LevelInfo),
+		BaseContext: func(net.Listener) context.Context { return ctx },
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
