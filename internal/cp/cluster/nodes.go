@@ -203,8 +203,8 @@ func (s nodeStore) delete(ctx context.Context, groupID, id string) (bool, error)
 	return n > 0, nil
 }
 
-// purge deletes nodes not heard from since before, that no process holds a link with, and
-// returns how many went.
+// purge deletes nodes not heard from since before (a connected node pings every 30 s, so only
+// silent ones qualify) and returns how many went.
 func (s nodeStore) purge(ctx context.Context, before time.Time) (int64, error) {
 	r, err := s.st.DB().ExecContext(ctx, s.st.Rebind(`DELETE FROM cluster_nodes WHERE last_ping < ?`), before.Unix())
 	if err != nil {
