@@ -9,12 +9,14 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
 	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -339,4 +341,53 @@ func selfSigned(t *testing.T, ca string) certFiles {
 	os.WriteFile(f.cert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
 	os.WriteFile(f.key, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600)
 	return f
+}
+
+// TestRuntimeConfiguration checks gantry runtime takes its settings from
+// a --config file and GANTRY_* variables, and refuses bad ones with exit
+// status 2 and a message naming the setting.
+func TestRuntimeConfiguration(t *testing.T) {
+	certs := selfSigned(t, "")
+	certs.ca = certs.cert
+	status, cache := freeAddr(t), t.TempDir()
+	file := filepath.Join(t.TempDir(), "runtime.yaml")
+	yaml := fmt.Sprintf("control-plane: 127.0.0.1:1\ncert: %s\nkey: %s\nca: %s\nproxy-listen: %s\nproxy-tls-listen: \"off\"\nstatus-listen: %s\ncache-dir: %s\nlabel: [zone=a, tier=edge]\n",
+		certs.cert, certs.key, certs.ca, freeAddr(t), status, cache)
+	os.WriteFile(file, []byte(yaml), 0o600)
+
+	rt := start(t, []string{"GANTRY_HOSTNAME=from-env"}, "runtime", "--config", file)
+	rt.waitOutput(regexp.MustCompile(`status: +http://`), 20*time.Second)
+	st := (&runtime{proc: rt, status: status}).getStatus(t)
+	labels, _ := st["labels"].(map[string]any)
+	if st["control_plane"] != "127.0.0.1:1" || st["hostname"] != "from-env" || labels["zone"] != "a" || labels["tier"] != "edge" {
+		t.Fatalf("status %v: settings not taken from the file and environment", st)
+	}
+	if _, err := os.Stat(filepath.Join(cache, "node.id")); err != nil {
+		t.Fatalf("no node id in the cache directory: %v", err)
+	}
+	rt.waitOutput(regexp.MustCompile(`nothing accepts connections at the control plane's address`), 10*time.Second)
+	rt.stop()
+
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no control plane", []string{"--cert", certs.cert, "--key", certs.key}, "--control-plane required"},
+		{"bad label", []string{"--control-plane", "127.0.0.1:1", "--cert", certs.cert, "--key", certs.key, "--label", "novalue"}, `--label "novalue": want key=value`},
+		{"missing key file", []string{"--control-plane", "127.0.0.1:1", "--cert", certs.cert, "--key", "/nonexistent"}, "--key /nonexistent"},
+		{"address without port", []string{"--control-plane", "cp.example", "--cert", certs.cert, "--key", certs.key}, "want host:port"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out, err := exec.Command(gantryBin, append([]string{"runtime", "--cache-dir", t.TempDir()}, tt.args...)...).CombinedOutput()
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() != 2 {
+				t.Fatalf("exit %v, want status 2:\n%s", err, out)
+			}
+			if !strings.Contains(string(out), tt.want) {
+				t.Fatalf("output does not say %q:\n%s", tt.want, out)
+			}
+		})
+	}
 }

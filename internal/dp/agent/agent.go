@@ -28,6 +28,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"strings"
@@ -196,6 +197,8 @@ func New(opts Options) (*Agent, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	// Status hands the map out; a private copy is never written again.
+	opts.Labels = maps.Clone(opts.Labels)
 	if opts.PingInterval <= 0 {
 		opts.PingInterval = DefaultPingInterval
 	}
@@ -347,6 +350,8 @@ type Status struct {
 	ConfigurationSource string `json:"configuration_source"`
 	// Revision is the revision number served; 0 when unknown.
 	Revision int64 `json:"revision"`
+	// Labels are the labels the instance announces; omitted when none.
+	Labels map[string]string `json:"labels,omitempty"`
 	// ControlPlane is the address the instance connects to.
 	ControlPlane string `json:"control_plane"`
 	// Connected says whether a link to the control plane is up now.
@@ -379,7 +384,7 @@ func (a *Agent) Status() Status {
 	s := Status{
 		NodeID: a.opts.NodeID, Hostname: a.opts.Hostname, Version: a.opts.Version,
 		ConfigurationHash: hash, ConfigurationLoaded: loaded, ConfigurationSource: a.source,
-		Revision: a.revision, ControlPlane: a.opts.ControlPlane,
+		Revision: a.revision, Labels: a.opts.Labels, ControlPlane: a.opts.ControlPlane,
 		Connected: a.connected, ProtocolVersion: a.protocolVersion,
 		LastError: a.lastError, Orphaned: a.orphaned, OrphanReason: a.orphanReason,
 	}

@@ -108,7 +108,7 @@ func TestAppliesRevisionAndAcks(t *testing.T) {
 	}
 	st := a.Status()
 	if !st.Connected || st.ConnectedSince == nil || st.Revision != 2 || st.ConfigurationHash != s.hash ||
-		st.ConfigurationSource != "control_plane" || st.ProtocolVersion != 1 || !st.ConfigurationLoaded || st.Orphaned {
+		st.ConfigurationSource != "control_plane" || st.ProtocolVersion != 1 || !st.ConfigurationLoaded || st.Orphaned || st.Labels["zone"] != "a" {
 		t.Fatalf("status %+v", st)
 	}
 	eventually(t, "cache of revision 2", func() bool {
