@@ -10,9 +10,10 @@ LDFLAGS  := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/gantry ./cmd/gantry
 
-# run builds gantry and starts it with its defaults.
+# run builds gantry and starts a control plane (embedded SQLite) with a local runtime instance of
+# its default group, ready to proxy.
 run: build
-	./bin/gantry serve
+	./bin/gantry quickstart
 
 # test runs every test (unit, store on SQLite and PostgreSQL, end-to-end) with the race detector.
 test: vet

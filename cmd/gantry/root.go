@@ -38,7 +38,7 @@ upper case with dashes as underscores (--data-dir → GANTRY_DATA_DIR), or in th
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return &usageError{fmt.Errorf("%w\nRun '%s --help' for usage.", err, c.CommandPath())}
 	})
-	root.AddCommand(newServeCmd(), newRuntimeCmd(), newVersionCmd())
+	root.AddCommand(newServeCmd(), newRuntimeCmd(), newQuickstartCmd(), newVersionCmd())
 	return root
 }
 

@@ -212,7 +212,7 @@ func bootstrap(ctx context.Context, st store.Store, opts Options) error {
 		fmt.Fprintf(opts.Out, "\nCreated organization %q with its default runtime group %s.\n", res.Org.Name, res.Group.ID)
 		fmt.Fprintf(opts.Out, "Admin token (shown once; store it safely, or set GANTRY_ADMIN_TOKEN next time):\n\n    %s\n\n", secret)
 	case res.Created:
-		log.Info("created organization with the admin token from GANTRY_ADMIN_TOKEN", "org", res.Org.ID, "default_group", res.Group.ID)
+		log.Info("created organization with the configured admin token", "org", res.Org.ID, "default_group", res.Group.ID)
 	case !generated:
 		// A token given on a later start is added if missing, so an operator who lost the
 		// first token can get in again by restarting with one.
