@@ -565,6 +565,9 @@ func (c *serverConn) parseHead(reqLineEnd int) (*http.Request, int, string) {
 		}
 		r.URL = u
 		if u.Host != "" {
+			if !validHost(u.Host) {
+				return nil, http.StatusBadRequest, "Bad request"
+			}
 			r.Host = u.Host // absolute-form wins over the Host header
 		}
 	}
@@ -755,7 +758,9 @@ func (c *serverConn) writeServerError(status int, msg string) {
 	body := appendErrBody(make([]byte, 0, 128), fmtJSON, msg, string(idb[:]))
 	bw := c.bw
 	bw.WriteString(statusLine(status))
-	bw.WriteString("Content-Type: application/json; charset=utf-8\r\nConnection: close\r\nServer: gantry\r\nContent-Length: ")
+	bw.WriteString("Content-Type: application/json; charset=utf-8\r\nConnection: close\r\nServer: gantry\r\nDate: ")
+	bw.WriteString(httpDate())
+	bw.WriteString("\r\nContent-Length: ")
 	bw.WriteString(strconv.Itoa(len(body)))
 	bw.WriteString("\r\n\r\n")
 	bw.Write(body)

@@ -1,0 +1,549 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// echoHandler answers with what the server parsed, one fact per line, so
+// tests can check the parser through the real connection loop.
+func echoHandler(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(r.Body)
+	var b strings.Builder
+	fmt.Fprintf(&b, "method=%s uri=%s path=%s query=%s host=%s proto=%s close=%v\n", r.Method, r.RequestURI, r.URL.Path, r.URL.RawQuery, r.Host, r.Proto, r.Close)
+	fmt.Fprintf(&b, "cl=%d te=%v body=%q err=%v\n", r.ContentLength, r.TransferEncoding, body, err)
+	fmt.Fprintf(&b, "x-test=%q ua=%q\n", r.Header.Values("X-Test"), r.Header.Get("User-Agent"))
+	w.Header().Set("Content-Length", fmt.Sprint(b.Len()))
+	io.WriteString(w, b.String())
+}
+
+// serveRaw starts Serve with h and returns its address and the Proxy.
+func serveRaw(t *testing.T, so ServerOptions, h http.Handler) (string, *Proxy) {
+	t.Helper()
+	tr, err := NewTransport(TransportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	so.Handler = h
+	p, err := New(Options{Transport: tr, Server: so})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- p.Serve(ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		p.Shutdown(ctx)
+		<-done
+		tr.Close()
+	})
+	return ln.Addr().String(), p
+}
+
+// exchange writes raw on a new connection and reads every response until
+// the server closes or n responses arrived.
+func exchange(t *testing.T, addr, raw string, n int) ([]*http.Response, []string, bool) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(3 * time.Second))
+	if _, err := io.WriteString(c, raw); err != nil {
+		t.Fatal(err)
+	}
+	if n == 0 {
+		// Nothing to wait for: end the client's side so that the server
+		// sees EOF in the middle of what it read.
+		c.(*net.TCPConn).CloseWrite()
+	}
+	br := bufio.NewReader(c)
+	var resps []*http.Response
+	var bodies []string
+	for len(resps) < n {
+		resp, err := http.ReadResponse(br, &http.Request{Method: "GET"})
+		if err != nil {
+			break
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resps = append(resps, resp)
+		bodies = append(bodies, string(b))
+	}
+	// Did the server close the connection?
+	c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+	_, err = br.ReadByte()
+	closed := err == io.EOF
+	return resps, bodies, closed
+}
+
+func TestServerParser(t *testing.T) {
+	addr, _ := serveRaw(t, ServerOptions{MaxHeaderBytes: 512}, http.HandlerFunc(echoHandler))
+	long := strings.Repeat("a", 600)
+	tests := []struct {
+		name   string
+		raw    string
+		n      int
+		status []int
+		body   []string // substrings expected in each body
+		closed bool
+	}{
+		{"simple GET, keep-alive", "GET /a/b?x=1 HTTP/1.1\r\nHost: h\r\nuser-agent: t\r\n\r\n", 1, []int{200},
+			[]string{"method=GET uri=/a/b?x=1 path=/a/b query=x=1 host=h proto=HTTP/1.1 close=false\ncl=0 te=[] body=\"\" err=<nil>\nx-test=[] ua=\"t\""}, false},
+		{"pipelined requests", "GET /1 HTTP/1.1\r\nHost: h\r\n\r\nGET /2 HTTP/1.1\r\nHost: h\r\nX-Test: a\r\nx-test: b\r\n\r\n", 2, []int{200, 200},
+			[]string{"path=/1", "path=/2 ", "x-test=[\"a\" \"b\"]"}, false},
+		{"leading empty line ignored", "\r\nGET /x HTTP/1.1\r\nHost: h\r\n\r\n", 1, []int{200}, []string{"path=/x"}, false},
+		{"escaped path decoded, raw URI kept", "GET /a%20b/%2F?q HTTP/1.1\r\nHost: h\r\n\r\n", 1, []int{200}, []string{"uri=/a%20b/%2F?q path=/a b// query=q"}, false},
+		{"absolute form sets host", "GET http://abs.example/p?q=1 HTTP/1.1\r\nHost: other\r\n\r\n", 1, []int{200}, []string{"path=/p query=q=1 host=abs.example"}, false},
+		{"Content-Length body", "POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhelloGET /n HTTP/1.1\r\nHost: h\r\n\r\n", 2, []int{200, 200},
+			[]string{"cl=5 te=[] body=\"hello\"", "path=/n"}, false},
+		{"chunked body with extension and trailer", "POST /p HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\nabc\r\nA\r\n0123456789\r\n0\r\nX-T: 1\r\n\r\n", 1, []int{200},
+			[]string{"cl=-1 te=[chunked] body=\"abc0123456789\" err=<nil>"}, false},
+		{"HTTP/1.0 closes by default", "GET / HTTP/1.0\r\n\r\n", 1, []int{200}, []string{"proto=HTTP/1.0 close=true"}, true},
+		{"HTTP/1.0 keep-alive", "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", 1, []int{200}, []string{"close=false"}, false},
+		{"Connection: close", "GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n", 1, []int{200}, []string{"close=true"}, true},
+		{"missing Host", "GET / HTTP/1.1\r\n\r\n", 1, []int{400}, []string{"Bad request"}, true},
+		{"two Hosts", "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 1, []int{400}, nil, true},
+		{"bad Host", "GET / HTTP/1.1\r\nHost: a b/c\r\n\r\n", 1, []int{400}, nil, true},
+		{"malformed request line", "GARBAGE\r\n\r\n", 1, []int{400}, nil, true},
+		{"space in target", "GET /a b HTTP/1.1\r\nHost: h\r\n\r\n", 1, []int{400}, nil, true},
+		{"bad method token", "G(T / HTTP/1.1\r\nHost: h\r\n\r\n", 1, []int{400}, nil, true},
+		{"HTTP/2 version", "GET / HTTP/2.0\r\nHost: h\r\n\r\n", 1, []int{505}, nil, true},
+		{"unknown version", "GET / FTP/1.0\r\nHost: h\r\n\r\n", 1, []int{400}, nil, true},
+		{"header without colon", "GET / HTTP/1.1\r\nHost: h\r\nnocolon\r\n\r\n", 1, []int{400}, nil, true},
+		{"space before colon", "GET / HTTP/1.1\r\nHost: h\r\nX-A : b\r\n\r\n", 1, []int{400}, nil, true},
+		{"obsolete line folding", "GET / HTTP/1.1\r\nHost: h\r\nX-A: b\r\n c\r\n\r\n", 1, []int{400}, nil, true},
+		{"control byte in value", "GET / HTTP/1.1\r\nHost: h\r\nX-A: b\x01c\r\n\r\n", 1, []int{400}, nil, true},
+		{"both Content-Length and Transfer-Encoding", "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 1, []int{400}, nil, true},
+		{"conflicting Content-Lengths", "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd", 1, []int{400}, nil, true},
+		{"negative Content-Length", "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: -1\r\n\r\n", 1, []int{400}, nil, true},
+		{"unknown transfer coding", "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip\r\n\r\n", 1, []int{501}, nil, true},
+		{"unknown expectation", "POST / HTTP/1.1\r\nHost: h\r\nExpect: teapot\r\nContent-Length: 1\r\n\r\na", 1, []int{417}, nil, true},
+		{"headers too large", "GET / HTTP/1.1\r\nHost: h\r\nX-Big: " + long + "\r\n\r\n", 1, []int{431}, []string{MsgRequestTooBig}, true},
+		{"request line too long", "GET /" + long + " HTTP/1.1\r\nHost: h\r\n\r\n", 1, []int{414}, nil, true},
+		{"malformed chunk size", "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 1, []int{200}, []string{"err=proxy: malformed chunked request body"}, true},
+		{"truncated head then EOF", "GET / HTTP/1.1\r\nHost: h\r\n", 0, nil, nil, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resps, bodies, closed := exchange(t, addr, tt.raw, tt.n)
+			if len(resps) != len(tt.status) {
+				t.Fatalf("%d responses, want %d (%v)", len(resps), len(tt.status), bodies)
+			}
+			for i, resp := range resps {
+				if resp.StatusCode != tt.status[i] {
+					t.Errorf("response %d: status %d, want %d: %q", i, resp.StatusCode, tt.status[i], bodies[i])
+				}
+				if i < len(tt.body) && !strings.Contains(bodies[i], tt.body[i]) {
+					t.Errorf("response %d: body %q does not contain %q", i, bodies[i], tt.body[i])
+				}
+				if resp.Header.Get("Date") == "" {
+					t.Errorf("response %d: no Date header", i)
+				}
+			}
+			if closed != tt.closed {
+				t.Errorf("connection closed = %v, want %v", closed, tt.closed)
+			}
+		})
+	}
+}
+
+// TestServerResponseFraming checks how the writer frames what handlers
+// write: declared lengths, chunked when unknown, close for HTTP/1.0,
+// nothing for HEAD, and short bodies closing the connection.
+func TestServerResponseFraming(t *testing.T) {
+	addr, _ := serveRaw(t, ServerOptions{}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/len":
+			w.Header().Set("Content-Length", "5")
+			io.WriteString(w, "hello")
+		case "/stream":
+			io.WriteString(w, "part1,")
+			w.(http.Flusher).Flush()
+			io.WriteString(w, "part2")
+		case "/empty":
+		case "/short":
+			w.Header().Set("Content-Length", "10")
+			io.WriteString(w, "abc")
+		case "/inject":
+			w.Header().Set("X-Evil", "a\r\nSet-Cookie: x=1")
+			w.WriteHeader(204)
+		case "/early-hints":
+			w.Header().Set("Link", "</s.css>; rel=preload")
+			w.WriteHeader(103)
+			w.WriteHeader(200)
+			io.WriteString(w, "ok")
+		}
+	}))
+	tests := []struct {
+		name, raw string
+		status    int
+		body      string
+		wantHdr   map[string]string
+		closed    bool
+	}{
+		{"declared length", "GET /len HTTP/1.1\r\nHost: h\r\n\r\n", 200, "hello", map[string]string{"Content-Length": "5"}, false},
+		{"chunked when unknown", "GET /stream HTTP/1.1\r\nHost: h\r\n\r\n", 200, "part1,part2", map[string]string{"Transfer-Encoding": ""}, false},
+		{"HTTP/1.0 unknown length closes", "GET /stream HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", 200, "part1,part2", map[string]string{"Connection": "close"}, true},
+		{"nothing written gets length 0", "GET /empty HTTP/1.1\r\nHost: h\r\n\r\n", 200, "", map[string]string{"Content-Length": "0"}, false},
+		{"HEAD sends no body", "HEAD /len HTTP/1.1\r\nHost: h\r\n\r\n", 200, "", map[string]string{"Content-Length": "5"}, false},
+		{"short body closes", "GET /short HTTP/1.1\r\nHost: h\r\n\r\n", 200, "abc", nil, true},
+		{"CR/LF in values neutralised", "GET /inject HTTP/1.1\r\nHost: h\r\n\r\n", 204, "", map[string]string{"Set-Cookie": "", "X-Evil": "a  Set-Cookie: x=1"}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(3 * time.Second))
+			io.WriteString(c, tt.raw)
+			br := bufio.NewReader(c)
+			method := "GET"
+			if strings.HasPrefix(tt.raw, "HEAD") {
+				method = "HEAD"
+			}
+			resp, err := http.ReadResponse(br, &http.Request{Method: method})
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, err := io.ReadAll(resp.Body)
+			if tt.name != "short body closes" && err != nil {
+				t.Fatal(err)
+			}
+			if resp.StatusCode != tt.status || string(body) != tt.body {
+				t.Errorf("got %d %q, want %d %q", resp.StatusCode, body, tt.status, tt.body)
+			}
+			for k, v := range tt.wantHdr {
+				got := resp.Header.Get(k)
+				switch k {
+				case "Transfer-Encoding":
+					got = strings.Join(resp.TransferEncoding, ",")
+					v = "chunked"
+				case "Connection": // net/http reports it as Close
+					got = fmt.Sprint(resp.Close)
+					v = fmt.Sprint(v == "close")
+				}
+				if got != v {
+					t.Errorf("%s = %q, want %q", k, got, v)
+				}
+			}
+			c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+			_, err = br.ReadByte()
+			if closed := err == io.EOF; closed != tt.closed {
+				t.Errorf("closed = %v (%v), want %v", closed, err, tt.closed)
+			}
+		})
+	}
+	t.Run("103 early hints then 200", func(t *testing.T) {
+		resps, bodies, _ := exchange(t, addr, "GET /early-hints HTTP/1.1\r\nHost: h\r\n\r\n", 2)
+		// http.ReadResponse returns the interim response first.
+		if len(resps) < 2 || resps[0].StatusCode != 103 || resps[0].Header.Get("Link") == "" || resps[1].StatusCode != 200 || bodies[1] != "ok" {
+			t.Errorf("got %d responses: %v %q", len(resps), resps, bodies)
+		}
+	})
+}
+
+func TestServerExpectContinue(t *testing.T) {
+	addr, _ := serveRaw(t, ServerOptions{}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/reject" {
+			w.Header().Set("Content-Length", "0")
+			w.WriteHeader(413)
+			return
+		}
+		b, _ := io.ReadAll(r.Body)
+		w.Header().Set("Content-Length", fmt.Sprint(len(b)))
+		w.Write(b)
+	}))
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(3 * time.Second))
+	br := bufio.NewReader(c)
+	io.WriteString(c, "PUT /echo HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n")
+	// The server must ask for the body before the client sends it.
+	line, err := br.ReadString('\n')
+	if err != nil || line != "HTTP/1.1 100 Continue\r\n" {
+		t.Fatalf("interim line %q, %v", line, err)
+	}
+	br.ReadString('\n')
+	io.WriteString(c, "data")
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || string(b) != "data" {
+		t.Fatalf("got %d %q", resp.StatusCode, b)
+	}
+	// A handler that answers without reading gets no 100, and the
+	// connection closes since the client may or may not send the body.
+	io.WriteString(c, "PUT /reject HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n")
+	resp, err = http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != 413 {
+		t.Fatalf("reject: %v %v", resp, err)
+	}
+	if _, err := br.ReadByte(); err != io.EOF {
+		t.Errorf("connection not closed after an unread expected body: %v", err)
+	}
+}
+
+func TestServerTimeouts(t *testing.T) {
+	addr, _ := serveRaw(t, ServerOptions{IdleTimeout: 150 * time.Millisecond, ReadHeaderTimeout: 150 * time.Millisecond},
+		http.HandlerFunc(echoHandler))
+	tests := []struct {
+		name string
+		send string
+	}{
+		{"idle keep-alive connection", "GET / HTTP/1.1\r\nHost: h\r\n\r\n"},
+		{"incomplete head", "GET / HTTP/1.1\r\nHo"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(3 * time.Second))
+			start := time.Now()
+			io.WriteString(c, tt.send)
+			n, _ := io.Copy(io.Discard, c) // until the server closes
+			el := time.Since(start)
+			if el < 100*time.Millisecond || el > 2*time.Second {
+				t.Errorf("closed after %v, want about 150ms", el)
+			}
+			if tt.name == "incomplete head" && n != 0 {
+				t.Errorf("got %d bytes for an incomplete head", n)
+			}
+		})
+	}
+}
+
+func TestServerGracefulShutdown(t *testing.T) {
+	release := make(chan struct{})
+	var started atomic.Int64
+	tr, _ := NewTransport(TransportOptions{})
+	defer tr.Close()
+	p, err := New(Options{Transport: tr, Server: ServerOptions{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			started.Add(1)
+			<-release
+		}
+		w.Header().Set("Content-Length", "2")
+		io.WriteString(w, "ok")
+	})}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	served := make(chan error, 1)
+	go func() { served <- p.Serve(ln) }()
+
+	// An idle keep-alive connection, and one with a request in flight.
+	idle, _ := net.Dial("tcp", addr)
+	defer idle.Close()
+	idle.SetDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(idle, "GET /fast HTTP/1.1\r\nHost: h\r\n\r\n")
+	ibr := bufio.NewReader(idle)
+	if resp, err := http.ReadResponse(ibr, nil); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("idle warm-up: %v %v", resp, err)
+	}
+	io.Copy(io.Discard, io.LimitReader(ibr, 2))
+	busy, _ := net.Dial("tcp", addr)
+	defer busy.Close()
+	busy.SetDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(busy, "GET /slow HTTP/1.1\r\nHost: h\r\n\r\n")
+	for started.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+
+	shut := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		shut <- p.Shutdown(ctx)
+	}()
+	// The idle connection is closed at once.
+	if _, err := ibr.ReadByte(); err != io.EOF {
+		t.Errorf("idle connection: %v, want EOF", err)
+	}
+	// New connections are refused.
+	time.Sleep(20 * time.Millisecond)
+	if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+		c.Close()
+		t.Error("listener still accepts after Shutdown")
+	}
+	select {
+	case err := <-shut:
+		t.Fatalf("Shutdown returned %v with a request in flight", err)
+	default:
+	}
+	// The in-flight request completes, with Connection: close.
+	close(release)
+	resp, err := http.ReadResponse(bufio.NewReader(busy), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || string(b) != "ok" || !resp.Close {
+		t.Errorf("in-flight: %d %q close=%v", resp.StatusCode, b, resp.Close)
+	}
+	if err := <-shut; err != nil {
+		t.Errorf("Shutdown: %v", err)
+	}
+	if err := <-served; err != http.ErrServerClosed {
+		t.Errorf("Serve: %v", err)
+	}
+	if err := p.Serve(ln); err != http.ErrServerClosed {
+		t.Errorf("Serve after Shutdown: %v", err)
+	}
+}
+
+func TestServerShutdownDeadline(t *testing.T) {
+	block := make(chan struct{})
+	defer close(block)
+	addr, p := serveRaw(t, ServerOptions{}, http.HandlerFunc(func(http.ResponseWriter, *http.Request) { <-block }))
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+	time.Sleep(50 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := p.Shutdown(ctx); err != context.DeadlineExceeded {
+		t.Errorf("Shutdown = %v, want deadline exceeded with a request stuck", err)
+	}
+}
+
+func TestServerPanicClosesConnection(t *testing.T) {
+	addr, _ := serveRaw(t, ServerOptions{}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/panic" {
+			panic(http.ErrAbortHandler)
+		}
+		w.Write([]byte("ok"))
+	}))
+	resps, _, closed := exchange(t, addr, "GET /panic HTTP/1.1\r\nHost: h\r\n\r\nGET / HTTP/1.1\r\nHost: h\r\n\r\n", 2)
+	if len(resps) != 0 || !closed {
+		t.Errorf("got %d responses, closed=%v; want the connection dropped", len(resps), closed)
+	}
+	resps, _, _ = exchange(t, addr, "GET / HTTP/1.1\r\nHost: h\r\n\r\n", 1)
+	if len(resps) != 1 || resps[0].StatusCode != 200 {
+		t.Error("server stopped serving after a panic")
+	}
+}
+
+// TestServerAllocs is the allocation budget of the server loop alone per
+// keep-alive request: the head string.
+func TestServerAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector changes allocation counts")
+	}
+	tr, _ := NewTransport(TransportOptions{})
+	defer tr.Close()
+	p, err := New(Options{Transport: tr, Server: ServerOptions{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header()["Content-Length"] = zeroLength
+		w.WriteHeader(204)
+	})}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := "GET /bench?x=1 HTTP/1.1\r\nHost: gw\r\nUser-Agent: wrk\r\napikey: key-7\r\n\r\n"
+	in := &loopReader{data: []byte(req)}
+	c := &serverConn{p: p, remote: "127.0.0.1:1"}
+	c.init(nil, in, io.Discard)
+	c.state.Store(connIdle)
+	run := func() {
+		r, status, _ := c.readRequest()
+		if r == nil {
+			t.Fatalf("parse failed: %d", status)
+		}
+		c.w.reset(r)
+		c.h.ServeHTTP(&c.w, r)
+		if !c.finishRequest() {
+			t.Fatal("connection not reusable")
+		}
+		c.state.Store(connIdle)
+	}
+	run()
+	allocs := testing.AllocsPerRun(1000, run)
+	if allocs > 1 {
+		t.Errorf("server loop allocs per request = %v, budget 1", allocs)
+	}
+}
+
+// loopReader returns data forever, one copy per Read.
+type loopReader struct{ data []byte }
+
+func (l *loopReader) Read(b []byte) (int, error) { return copy(b, l.data), nil }
+
+// FuzzServerParser feeds arbitrary bytes to the request parser and body
+// readers: they must never panic, and what they accept must be coherent.
+func FuzzServerParser(f *testing.F) {
+	for _, s := range []string{
+		"GET / HTTP/1.1\r\nHost: h\r\n\r\n",
+		"POST /p?q HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc",
+		"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nT: 1\r\n\r\n",
+		"GET http://x/y HTTP/1.0\r\n\r\n",
+		"\r\nOPTIONS * HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\n\r\n",
+		"GET /%zz HTTP/1.1\r\nHost: h\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: h\r\n x\r\n\r\n",
+	} {
+		f.Add([]byte(s))
+	}
+	tr, _ := NewTransport(TransportOptions{})
+	p, err := New(Options{Transport: tr, Server: ServerOptions{MaxHeaderBytes: 1024}})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c := &serverConn{p: p, remote: "127.0.0.1:1"}
+		c.init(nil, bytes.NewReader(data), io.Discard)
+		for range 8 {
+			r, status, _ := c.readRequest()
+			if r == nil {
+				if status != 0 && (status < 400 || status > 599) {
+					t.Fatalf("status %d", status)
+				}
+				return
+			}
+			if r.Method == "" || r.URL == nil || r.ProtoMajor != 1 {
+				t.Fatalf("incoherent request %+v", r)
+			}
+			if !validHost(r.Host) {
+				t.Fatalf("invalid host %q accepted", r.Host)
+			}
+			if _, ok := r.Header["Host"]; ok {
+				t.Fatal("Host left in the header map")
+			}
+			n, err := io.Copy(io.Discard, r.Body)
+			if err == nil && r.ContentLength >= 0 && n != r.ContentLength {
+				t.Fatalf("body %d bytes, Content-Length %d", n, r.ContentLength)
+			}
+			c.state.Store(connIdle)
+		}
+	})
+}
