@@ -2,9 +2,14 @@ package e2e
 
 import (
 	"encoding/json"
+	"net"
 	"net/http"
+	"net/http/httptest"
+	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // TestGatewayRouting configures services and routes through the Admin API
@@ -137,4 +142,110 @@ func TestGatewayRouting(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestGatewayUpstreamHealth balances over an upstream of three weighted
+// targets configured through the API, then kills one under load. What is
+// asserted: the weights show in the split of 400 requests (within 15%);
+// not one client request fails while the target dies (requests that find
+// it refusing are retried on another target, as Kong's service.retries
+// makes invisible); once the active checker reports it unhealthy, a server
+// brought back on its address that fails the health probe gets no proxied
+// request; when the probe passes again, it is back in rotation.
+func TestGatewayUpstreamHealth(t *testing.T) {
+	e := newGatewayEnv(t, "health")
+	targets := map[string]*httptest.Server{}
+	weights := map[string]int{"t1": 100, "t2": 200, "t3": 100}
+	for name := range weights {
+		targets[name] = newEcho(t, name)
+	}
+	e.create(t, "upstreams", map[string]any{"name": "pool", "healthchecks": map[string]any{
+		"active": map[string]any{
+			"http_path": "/health", "timeout": 1,
+			"healthy":   map[string]any{"interval": 0.2, "successes": 1},
+			"unhealthy": map[string]any{"interval": 0.2, "tcp_failures": 1, "http_failures": 1, "timeouts": 1},
+		},
+	}})
+	for name, w := range weights {
+		e.create(t, "upstreams/pool/targets", map[string]any{"target": hostPort(targets[name]), "weight": w})
+	}
+	e.create(t, "services", map[string]any{"name": "pool", "host": "pool", "port": 80})
+	e.create(t, "services/pool/routes", map[string]any{"name": "pool", "paths": []string{"/pool"}})
+	e.converge(t)
+	url := e.proxyURL("/pool/x")
+
+	t.Run("weights", func(t *testing.T) {
+		var res loadResult
+		runLoad(e.client, url, 4, 400, nil, &res)
+		ok, failures, byUp := res.snapshot()
+		if ok != 400 {
+			t.Fatalf("%d of 400 requests succeeded: %v", ok, failures)
+		}
+		for name, w := range weights {
+			want := 400 * w / 400
+			if got := byUp[name]; got < want*85/100 || got > want*115/100 {
+				t.Errorf("target %s (weight %d) got %d of 400 requests, want about %d; split %v", name, w, got, want, byUp)
+			}
+		}
+	})
+
+	t.Run("a dead target leaves rotation", func(t *testing.T) {
+		dead := targets["t3"]
+		addr := hostPort(dead)
+		var res loadResult
+		stop := make(chan struct{})
+		done := make(chan struct{})
+		go func() { runLoad(e.client, url, 4, 20000, stop, &res); close(done) }()
+		defer func() { close(stop); <-done }()
+
+		time.Sleep(300 * time.Millisecond)
+		dead.CloseClientConnections()
+		dead.Close()
+		waitLog(t, e.rt.proc, regexp.MustCompile(`target health changed.*target=`+regexp.QuoteMeta(addr)+`.*health=UNHEALTHY`), 10*time.Second)
+
+		// Back on the same address, a server that fails the probe and
+		// would name itself in any proxied answer.
+		var probes atomic.Int64
+		zombieHealthy := atomic.Bool{}
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			t.Fatalf("rebinding the dead target's address: %v", err)
+		}
+		zombie := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/health" {
+				probes.Add(1)
+				if !zombieHealthy.Load() {
+					w.WriteHeader(500)
+				}
+				return
+			}
+			echoHandler("zombie").ServeHTTP(w, r)
+		}))
+		zombie.Listener.Close()
+		zombie.Listener = ln
+		zombie.Start()
+		defer zombie.Close()
+
+		waitFor(t, "probes of the unhealthy target", func() bool { return probes.Load() >= 3 })
+		ok, failures, byUp := res.snapshot()
+		if len(failures) > 0 {
+			t.Fatalf("%d client requests failed while the target died: %v", len(failures), failures)
+		}
+		if byUp["zombie"] != 0 {
+			t.Fatalf("%d requests went to a target failing its health checks", byUp["zombie"])
+		}
+		if ok < 100 {
+			t.Fatalf("only %d requests went through under load", ok)
+		}
+
+		// The probe passes again: after healthy.successes the target is
+		// back in rotation.
+		zombieHealthy.Store(true)
+		waitLog(t, e.rt.proc, regexp.MustCompile(`target health changed.*target=`+regexp.QuoteMeta(addr)+`.*health=HEALTHY`), 10*time.Second)
+		waitFor(t, "traffic on the recovered target", func() bool { _, _, byUp := res.snapshot(); return byUp["zombie"] > 0 })
+		if _, failures, _ := res.snapshot(); len(failures) > 0 {
+			t.Fatalf("%d client requests failed: %v", len(failures), failures)
+		}
+		t.Logf("split under load before the recovery: %v", byUp)
+	})
 }

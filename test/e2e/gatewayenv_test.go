@@ -234,3 +234,16 @@ func getUpstream(client *http.Client, url string) (string, error) {
 	}
 	return s.Upstream, nil
 }
+
+// waitLog waits until p's output matches re, failing t (which may be a
+// subtest, unlike proc.waitOutput's) if it does not within timeout.
+func waitLog(t *testing.T, p *proc, re *regexp.Regexp, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !re.MatchString(p.output()) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the output did not match %s within %s", re, timeout)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
