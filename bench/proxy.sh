@@ -1,26 +1,39 @@
 #!/usr/bin/env bash
-# bench/proxy.sh — proxy throughput comparison (B1 in the performance notes).
+# bench/proxy.sh — proxy throughput comparison (B1 and B3 in the performance notes).
 #
 # Upstream: nginx `return 200` with a 64-byte body, pinned to CPU 0.
 # Targets, each pinned alone to CPU 1 (so Go runs with GOMAXPROCS=1):
-#   nginx  — proxy_pass with upstream keepalive, 1 worker (the reference)
-#   gantry — the runtime's proxy engine with one service (bench/gantryproxy)
+#   nginx          — proxy_pass with upstream keepalive, 1 worker (the reference)
+#   gantry         — the runtime's proxy engine, one service, its own HTTP/1.1
+#                    server loop (Proxy.Serve)
+#   gantry-nethttp — the same behind net/http's server
+#   nginx-plugins  — nginx + `map` of 1,000 API keys (401 without one) +
+#                    per-key `limit_req` with a rate never reached
+#   gantry-plugins — gantry + key-auth (1,000 consumers, header apikey) +
+#                    rate-limiting (local policy, limit never hit)
+# Every target gets the same request header `apikey: key-7`.
 # Load: wrk on CPU 0, `wrk -t1 -c50 -d10s --latency`, after a 3 s warm-up,
 # RUNS runs per target, medians reported with min-max RPS. CPU µs/request is
 # the target's utime+stime delta (/proc/<pid>/stat) divided by the requests
-# wrk completed; RSS is the peak (VmHWM). Loopback only; every step bounded
-# by `timeout`. Results go to bench/results/ (git-ignored).
+# wrk completed; RSS is the peak (VmHWM). The plugin variants are also
+# reported against their own reference (vs_ref: gantry-plugins over
+# nginx-plugins). Loopback only; every step bounded by `timeout`. Results go
+# to bench/results/ (git-ignored).
 #
-# Usage: bench/proxy.sh            (env: RUNS=3 DURATION=10 WARMUP=3 CONNS=50 TARGETS="nginx gantry")
+# Usage: bench/proxy.sh   (env: RUNS=3 DURATION=10 WARMUP=3 CONNS=50
+#                          TARGETS="nginx gantry gantry-nethttp nginx-plugins gantry-plugins")
 set -euo pipefail
 
 RUNS=${RUNS:-3}
 DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-3}
 CONNS=${CONNS:-50}
-TARGETS=${TARGETS:-"nginx gantry"}
+TARGETS=${TARGETS:-"nginx gantry gantry-nethttp nginx-plugins gantry-plugins"}
+CONSUMERS=${CONSUMERS:-1000}
+APIKEY=${APIKEY:-key-7}
 UP_PORT=18080
-declare -A PORT=([direct]=18080 [nginx]=18081 [gantry]=18082)
+declare -A PORT=([direct]=18080 [nginx]=18081 [gantry]=18082 [nginx-plugins]=18083 [gantry-plugins]=18084 [gantry-nethttp]=18085)
+declare -A REF=([nginx]=nginx [gantry]=nginx [gantry-nethttp]=nginx [nginx-plugins]=nginx-plugins [gantry-plugins]=nginx-plugins [direct]=nginx)
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 RESULTS=$ROOT/bench/results
@@ -87,6 +100,43 @@ http {
 }
 CONF
 
+# The plugin equivalent: a key map (the key-auth lookup) and a per-key
+# request-rate zone whose rate is never reached (the local rate limit).
+{
+	echo "map \$http_apikey \$consumer {"
+	echo "	default \"\";"
+	for i in $(seq 0 $((CONSUMERS - 1))); do echo "	key-$i c$i;"; done
+	echo "}"
+} >"$WORK/px/keys.conf"
+mkdir -p "$WORK/pxp"
+cat >"$WORK/pxp/nginx.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $WORK/pxp/nginx.pid;
+error_log $WORK/pxp/error.log warn;
+events { worker_connections 4096; }
+http {
+	access_log off;
+	client_body_temp_path $WORK/pxp; proxy_temp_path $WORK/pxp; fastcgi_temp_path $WORK/pxp;
+	uwsgi_temp_path $WORK/pxp; scgi_temp_path $WORK/pxp;
+	keepalive_requests 1000000;
+	map_hash_bucket_size 128;
+	include $WORK/px/keys.conf;
+	limit_req_zone \$consumer zone=per_consumer:10m rate=1000000r/s;
+	upstream up { server 127.0.0.1:$UP_PORT; keepalive 128; keepalive_requests 1000000; }
+	server {
+		listen 127.0.0.1:${PORT[nginx-plugins]};
+		location / {
+			if (\$consumer = "") { return 401 '{"message":"No API key found in request"}'; }
+			limit_req zone=per_consumer burst=1000000 nodelay;
+			proxy_pass http://up;
+			proxy_http_version 1.1;
+			proxy_set_header Connection "";
+		}
+	}
+}
+CONF
+
 echo "building bench/gantryproxy" >&2
 (cd "$ROOT" && timeout 300 go build -o "$WORK/gantryproxy" ./bench/gantryproxy)
 
@@ -113,10 +163,18 @@ start_target() {
 		PIDS+=($!)
 		TPID[nginx]=$!
 		;;
-	gantry)
-		taskset -c 1 "$WORK/gantryproxy" -listen 127.0.0.1:${PORT[gantry]} -upstream 127.0.0.1:$UP_PORT &
+	nginx-plugins)
+		taskset -c 1 "$NGINX" -p "$WORK/pxp" -c "$WORK/pxp/nginx.conf" 2>/dev/null &
 		PIDS+=($!)
-		TPID[gantry]=$!
+		TPID[$1]=$!
+		;;
+	gantry | gantry-nethttp | gantry-plugins)
+		local args=(-listen "127.0.0.1:${PORT[$1]}" -upstream "127.0.0.1:$UP_PORT")
+		[ "$1" = gantry-nethttp ] && args+=(-server net-http)
+		[ "$1" = gantry-plugins ] && args+=(-plugins -consumers "$CONSUMERS")
+		taskset -c 1 "$WORK/gantryproxy" "${args[@]}" &
+		PIDS+=($!)
+		TPID[$1]=$!
 		;;
 	*) echo "unknown target $1" >&2; exit 1 ;;
 	esac
@@ -155,10 +213,10 @@ LOAD=$(cat /proc/loadavg)
 for t in $TARGETS; do
 	start_target "$t"
 	url=http://127.0.0.1:${PORT[$t]}/
-	timeout $((WARMUP + 10)) taskset -c 0 wrk -t1 -c"$CONNS" -d"${WARMUP}s" "$url" >/dev/null
+	timeout $((WARMUP + 10)) taskset -c 0 wrk -t1 -c"$CONNS" -d"${WARMUP}s" -H "apikey: $APIKEY" "$url" >/dev/null
 	for run in $(seq 1 "$RUNS"); do
 		before=$(cpu_ticks "${TPID[$t]}")
-		out=$(timeout $((DURATION + 15)) taskset -c 0 wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "$url")
+		out=$(timeout $((DURATION + 15)) taskset -c 0 wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -H "apikey: $APIKEY" "$url")
 		after=$(cpu_ticks "${TPID[$t]}")
 		rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
 		reqs=$(awk '/requests in/ {print $1}' <<<"$out")
@@ -179,18 +237,26 @@ for t in $TARGETS; do
 	if [ -n "${TPID[$t]}" ]; then kill "${TPID[$t]}" 2>/dev/null || true; wait "${TPID[$t]}" 2>/dev/null || true; fi
 done
 
-# Summary table: medians, min-max RPS, ratio to nginx measured in this run.
+# Summary table: medians, min-max RPS, ratios to nginx and to each target's
+# own reference (the plugin variants against nginx-plugins), all measured in
+# this run.
 SUMMARY=$RESULTS/proxy-$STAMP.txt
 {
-	echo "proxy benchmark $STAMP  (runs=$RUNS duration=${DURATION}s conns=$CONNS, load before: $LOAD)"
-	printf "%-8s %18s %9s %9s %9s %12s %8s\n" target "rps median (min-max)" p50_us p99_us vs_nginx cpu_us/req rss_MB
-	nginx_rps=$(awk -F'\t' '$1 == "nginx" {print $3}' "$RAW" | median)
+	echo "proxy benchmark $STAMP  (runs=$RUNS duration=${DURATION}s conns=$CONNS consumers=$CONSUMERS)"
+	echo "load average before: $LOAD"
+	echo "load average after:  $(cat /proc/loadavg)"
+	printf "%-15s %20s %8s %8s %9s %7s %7s %11s %7s\n" target "rps median (min-max)" p50_us p99_us vs_nginx vs_ref p99/ref cpu_us/req rss_MB
+	med() { awk -F'\t' -v t="$1" -v c="$2" '$1 == t {print $c}' "$RAW" | median; }
 	for t in $TARGETS; do
 		col() { awk -F'\t' -v t="$t" -v c="$1" '$1 == t {print $c}' "$RAW"; }
 		rps=$(col 3 | median); mn=$(col 3 | sort -n | head -1); mx=$(col 3 | sort -n | tail -1)
 		p50=$(col 4 | median); p99=$(col 5 | median); cpu=$(col 7 | median); rss=$(col 8 | median)
-		ratio=$(awk -v a="$rps" -v b="${nginx_rps:-0}" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }')
-		printf "%-8s %8.0f (%.0f-%.0f) %9.0f %9.0f %9s %12s %8.1f\n" "$t" "$rps" "$mn" "$mx" "$p50" "$p99" "$ratio" "$cpu" "$(awk -v k="$rss" 'BEGIN { print k / 1024 }')"
+		ref=${REF[$t]:-nginx}
+		nginx_rps=$(med nginx 3); ref_rps=$(med "$ref" 3); ref_p99=$(med "$ref" 5)
+		ratio() { awk -v a="$1" -v b="${2:-0}" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
+		printf "%-15s %8.0f (%.0f-%.0f) %8.0f %8.0f %9s %7s %7s %11s %7.1f\n" "$t" "$rps" "$mn" "$mx" "$p50" "$p99" \
+			"$(ratio "$rps" "$nginx_rps")" "$(ratio "$rps" "$ref_rps")" "$(ratio "$p99" "$ref_p99")" "$cpu" \
+			"$(awk -v k="$rss" 'BEGIN { print k / 1024 }')"
 	done
 } | tee "$SUMMARY"
 echo "raw runs: $RAW" >&2
