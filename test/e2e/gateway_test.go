@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"crypto/tls"
 	"encoding/json"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -248,4 +250,107 @@ func TestGatewayUpstreamHealth(t *testing.T) {
 		}
 		t.Logf("split under load before the recovery: %v", byUp)
 	})
+}
+
+// TestGatewayTLS adds certificates and SNIs through the API and checks the
+// TLS listener: each SNI gets its certificate (exact and wildcard), an
+// unknown one the default certificate; routes match on SNI; h2 is
+// negotiated by ALPN when offered and HTTP/1.1 otherwise.
+func TestGatewayTLS(t *testing.T) {
+	e := newGatewayEnv(t, "tls")
+	ca := newTestCA(t)
+	certA, keyA := ca.issue(t, "a.example")
+	certB, keyB := ca.issue(t, "*.b.example")
+	// One certificate with its SNIs inline, one with an SNI entity
+	// created on its own.
+	e.create(t, "certificates", map[string]any{"cert": certA, "key": keyA, "snis": []string{"a.example"}})
+	cb := e.create(t, "certificates", map[string]any{"cert": certB, "key": keyB})
+	e.create(t, "snis", map[string]any{"name": "*.b.example", "certificate": map[string]any{"id": cb["id"]}})
+
+	ups := map[string]string{}
+	for _, name := range []string{"a", "b", "any"} {
+		ups[name] = hostPort(newEcho(t, name))
+		e.create(t, "services", map[string]any{"name": name, "url": "http://" + ups[name]})
+	}
+	e.create(t, "services/a/routes", map[string]any{"name": "sni-a", "protocols": []string{"https"}, "snis": []string{"a.example"}, "paths": []string{"/"}})
+	e.create(t, "services/b/routes", map[string]any{"name": "sni-b", "protocols": []string{"https"}, "snis": []string{"x.b.example"}, "paths": []string{"/"}})
+	e.create(t, "services/any/routes", map[string]any{"name": "secure", "protocols": []string{"https"}, "paths": []string{"/secure"}, "strip_path": false})
+	e.converge(t)
+
+	tests := []struct {
+		name, sni, path string
+		h2              bool
+		wantCN          string // "" means the gateway's default certificate
+		wantUpstream    string
+	}{
+		{name: "exact SNI over h2", sni: "a.example", path: "/hello", h2: true, wantCN: "a.example", wantUpstream: "a"},
+		{name: "exact SNI over HTTP/1.1", sni: "a.example", path: "/hello", wantCN: "a.example", wantUpstream: "a"},
+		{name: "wildcard SNI over h2", sni: "x.b.example", path: "/hello", h2: true, wantCN: "*.b.example", wantUpstream: "b"},
+		{name: "unknown SNI gets the default certificate", sni: "unknown.example", path: "/secure", h2: true, wantUpstream: "any"},
+		// Kong ranks routes by how many kinds of criteria they set
+		// before path length: SNI and path beat a longer path alone.
+		{name: "SNI and path beat a longer path", sni: "a.example", path: "/secure", wantCN: "a.example", wantUpstream: "a"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := &tls.Config{ServerName: tt.sni, RootCAs: ca.pool}
+			if tt.wantCN == "" {
+				cfg.InsecureSkipVerify = true
+			}
+			tr := &http.Transport{TLSClientConfig: cfg, ForceAttemptHTTP2: tt.h2}
+			if !tt.h2 {
+				tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
+			}
+			defer tr.CloseIdleConnections()
+			client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+			res, err := client.Get("https://" + e.tlsAddr + tt.path)
+			if err != nil {
+				t.Fatalf("GET with SNI %s: %v", tt.sni, err)
+			}
+			defer res.Body.Close()
+			b, _ := io.ReadAll(res.Body)
+			if res.StatusCode != 200 {
+				t.Fatalf("status %d: %s", res.StatusCode, b)
+			}
+			peer := res.TLS.PeerCertificates[0]
+			ours := peer.CheckSignatureFrom(ca.cert) == nil
+			if tt.wantCN != "" && (!ours || peer.Subject.CommonName != tt.wantCN) {
+				t.Fatalf("peer certificate %q (ours: %v), want %q", peer.Subject.CommonName, ours, tt.wantCN)
+			}
+			if tt.wantCN == "" && ours {
+				t.Fatalf("unknown SNI got our certificate %q, want the default one", peer.Subject.CommonName)
+			}
+			wantProto, wantALPN := "HTTP/1.1", ""
+			if tt.h2 {
+				wantProto, wantALPN = "HTTP/2.0", "h2"
+			}
+			if res.Proto != wantProto || res.TLS.NegotiatedProtocol != wantALPN {
+				t.Fatalf("proto %s ALPN %q, want %s %q", res.Proto, res.TLS.NegotiatedProtocol, wantProto, wantALPN)
+			}
+			s := decodeSeen(t, string(b))
+			if s.Upstream != tt.wantUpstream || s.Path != tt.path {
+				t.Fatalf("upstream %s saw %s, want %s %s", s.Upstream, s.Path, tt.wantUpstream, tt.path)
+			}
+			if got := strings.Join(s.Header["X-Forwarded-Proto"], ","); got != "https" {
+				t.Errorf("X-Forwarded-Proto = %q, want https", got)
+			}
+		})
+	}
+
+	// Kong ignores SNIs on plain HTTP: the https-only route still
+	// matches by path, and the answer is the protocol upgrade.
+	res, body := e.send(t, mustRequest(t, "GET", e.proxyURL("/hello"), nil))
+	if res.StatusCode != 426 || !strings.Contains(body, "Please use HTTPS protocol") {
+		t.Fatalf("plain HTTP on an SNI route: %d %s, want 426", res.StatusCode, body)
+	}
+}
+
+// mustRequest builds a request or fails the test.
+func mustRequest(t *testing.T, method, url string, body io.Reader) *http.Request {
+	t.Helper()
+	req, err := http.NewRequest(method, url, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return req
 }
