@@ -15,6 +15,8 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"os"
+	"runtime/pprof"
 	"strconv"
 	"time"
 
@@ -31,7 +33,20 @@ func main() {
 	server := flag.String("server", "serve", "client-side server: serve (the proxy's own loop) or net-http")
 	plugins := flag.Bool("plugins", false, "run key-auth + rate-limiting (local, never hit) on the route")
 	consumers := flag.Int("consumers", 1000, "consumers with a key-auth key each, with -plugins")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the first -profile-for to this file")
+	profileFor := flag.Duration("profile-for", 10*time.Second, "how long -cpuprofile records")
 	flag.Parse()
+
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			log.Fatal(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			log.Fatal(err)
+		}
+		time.AfterFunc(*profileFor, func() { pprof.StopCPUProfile(); f.Close() })
+	}
 
 	host, port, err := net.SplitHostPort(*upstream)
 	if err != nil {

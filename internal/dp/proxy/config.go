@@ -18,7 +18,13 @@
 package proxy
 
 import (
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
 	"errors"
+	"fmt"
+	"io"
 	"net/http"
 	"net/netip"
 	"strconv"
@@ -35,8 +41,7 @@ type Service struct {
 	ID string
 	// Name is the service name (informational).
 	Name string
-	// Protocol is "http" or "https". Only "http" is implemented; "https"
-	// fails with ErrUnsupportedProtocol until the TLS seam is filled.
+	// Protocol is "http" or "https" (HTTP/1.1 over TLS to the upstream).
 	Protocol string
 	// Host is the upstream host name or IP, without port. Used as the
 	// default dial target and as the upstream Host header.
@@ -60,10 +65,38 @@ type Service struct {
 	// upstream entity's ring balancer). When nil the proxy dials Host:Port.
 	Balancer Balancer
 
+	// TLS settings, used when Protocol is "https".
+	//
+	// TLSVerify checks the upstream's certificate chain against
+	// CACertificates (the system roots when empty) and its name against
+	// TLSServerName (Kong: tls_verify; Kong's null means the global
+	// proxy_ssl_verify, which is off, so map null to false).
+	TLSVerify bool
+	// TLSVerifyDepth, when positive, bounds the verified chain: at most
+	// this many certificates above the leaf, as OpenSSL's verify depth
+	// (Kong: tls_verify_depth; Kong's null means nginx's default, 1). Zero
+	// means no bound. Only checked with TLSVerify.
+	TLSVerifyDepth int
+	// CACertificates are the trust anchors for TLSVerify (Kong:
+	// ca_certificates, resolved to certificates).
+	CACertificates []*x509.Certificate
+	// ClientCertificate is presented when the upstream asks for one
+	// (Kong: client_certificate, resolved to a key pair).
+	ClientCertificate *tls.Certificate
+	// TLSServerName is the SNI sent and the name verified; empty means
+	// Host. It is per service, not per request: with preserve_host the
+	// client's Host is still not used as SNI, so that connections can be
+	// pooled per service.
+	TLSServerName string
+
 	// Precomputed by Prepare; read-only afterwards.
 	addr       string // Host:Port, the default dial address.
 	hostHeader string // Host, plus ":port" when the port is not the scheme default.
-	prepared   bool
+	tlsConfig  *tls.Config
+	// poolKey tells apart connection pools to the same address whose TLS
+	// settings differ; equal settings share a pool across config swaps.
+	poolKey  string
+	prepared bool
 }
 
 // Prepare validates s and precomputes the strings the hot path needs, so
@@ -94,14 +127,65 @@ func (s *Service) Prepare() error {
 			*d = 60 * time.Second
 		}
 	}
+	if s.TLSVerifyDepth < 0 {
+		return errors.New("proxy: service tls_verify_depth must be >= 0")
+	}
 	port := strconv.Itoa(s.Port)
 	s.addr = joinHostPort(s.Host, port)
 	s.hostHeader = s.Host
 	if (s.Protocol == "http" && s.Port != 80) || (s.Protocol == "https" && s.Port != 443) {
 		s.hostHeader = s.addr
 	}
+	s.tlsConfig, s.poolKey = nil, ""
+	if s.Protocol == "https" {
+		s.prepareTLS()
+	}
 	s.prepared = true
 	return nil
+}
+
+// prepareTLS builds the client TLS configuration and the pool key that
+// identifies it.
+func (s *Service) prepareTLS() {
+	name := s.TLSServerName
+	if name == "" {
+		name = s.Host
+	}
+	cfg := &tls.Config{
+		ServerName:         name,
+		NextProtos:         []string{"http/1.1"},
+		ClientSessionCache: tls.NewLRUClientSessionCache(64),
+		InsecureSkipVerify: !s.TLSVerify,
+	}
+	h := sha256.New()
+	fmt.Fprintf(h, "verify=%v depth=%d sni=%s\n", s.TLSVerify, s.TLSVerifyDepth, name)
+	if s.TLSVerify && len(s.CACertificates) > 0 {
+		pool := x509.NewCertPool()
+		for _, c := range s.CACertificates {
+			pool.AddCert(c)
+			h.Write(c.Raw)
+		}
+		cfg.RootCAs = pool
+	}
+	if cc := s.ClientCertificate; cc != nil {
+		cfg.Certificates = []tls.Certificate{*cc}
+		io.WriteString(h, "client\n")
+		for _, der := range cc.Certificate {
+			h.Write(der)
+		}
+	}
+	if depth := s.TLSVerifyDepth; s.TLSVerify && depth > 0 {
+		cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+			for _, chain := range cs.VerifiedChains {
+				if len(chain)-1 <= depth {
+					return nil
+				}
+			}
+			return fmt.Errorf("proxy: upstream certificate chain longer than tls_verify_depth %d", depth)
+		}
+	}
+	s.tlsConfig = cfg
+	s.poolKey = "tls:" + hex.EncodeToString(h.Sum(nil)[:12])
 }
 
 func joinHostPort(host, port string) string {

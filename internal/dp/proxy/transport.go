@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -102,24 +103,28 @@ func (t *Transport) IdleConns(addr string) int {
 	return len(p.idle)
 }
 
-// poolFor returns the pool of connections to addr for svc.
+// poolFor returns the pool of connections to addr for svc: plain
+// connections are pooled by address, TLS ones by address and TLS settings.
 func (t *Transport) poolFor(addr string, svc *Service) *hostPool {
-	return t.pool(addr)
+	if svc.tlsConfig == nil {
+		return t.pool(addr, addr, nil)
+	}
+	return t.pool(addr+"|"+svc.poolKey, addr, svc.tlsConfig)
 }
 
-func (t *Transport) pool(addr string) *hostPool {
+func (t *Transport) pool(key, addr string, tlsConfig *tls.Config) *hostPool {
 	t.mu.RLock()
-	p := t.pools[addr]
+	p := t.pools[key]
 	t.mu.RUnlock()
 	if p != nil {
 		return p
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if p = t.pools[addr]; p == nil {
-		p = &hostPool{t: t, addr: addr}
+	if p = t.pools[key]; p == nil {
+		p = &hostPool{t: t, addr: addr, tls: tlsConfig}
 		if !t.closed {
-			t.pools[addr] = p
+			t.pools[key] = p
 		} else {
 			p.closed = true
 		}
@@ -127,10 +132,12 @@ func (t *Transport) pool(addr string) *hostPool {
 	return p
 }
 
-// hostPool holds the idle connections to one peer address.
+// hostPool holds the idle connections to one peer address (with one set
+// of TLS settings).
 type hostPool struct {
-	t    *Transport // immutable
-	addr string     // immutable
+	t    *Transport  // immutable
+	addr string      // immutable
+	tls  *tls.Config // immutable; nil for plain connections
 
 	// mu guards idle and closed. idle is a LIFO stack: the most recently
 	// used connection is reused first (its socket is warmest and least
@@ -178,6 +185,17 @@ func (p *hostPool) dial(ctx context.Context, connectTimeout time.Duration) (*upC
 	if tc, ok := nc.(*net.TCPConn); ok {
 		// Request heads are written in one flush; Nagle would only delay them.
 		tc.SetNoDelay(true)
+	}
+	if p.tls != nil {
+		tc := tls.Client(nc, p.tls)
+		hctx, cancel := context.WithTimeout(ctx, connectTimeout)
+		err := tc.HandshakeContext(hctx)
+		cancel()
+		if err != nil {
+			nc.Close()
+			return nil, &dialError{addr: p.addr, err: fmt.Errorf("tls handshake: %w", err)}
+		}
+		nc = tc
 	}
 	return &upConn{
 		nc:   nc,
@@ -250,7 +268,13 @@ func (c *upConn) stale() bool {
 	if c.br.Buffered() > 0 {
 		return true
 	}
-	sc, ok := c.nc.(syscall.Conn)
+	raw := c.nc
+	if tc, ok := raw.(*tls.Conn); ok {
+		// A close_notify or any other record waiting on the socket means
+		// the upstream is done with this connection.
+		raw = tc.NetConn()
+	}
+	sc, ok := raw.(syscall.Conn)
 	if !ok {
 		return false
 	}

@@ -55,8 +55,8 @@ func (p *Proxy) tunnel(w http.ResponseWriter, r *http.Request, c *upConn, st *re
 		}
 		copyConn(c.nc, src, 0)
 		// Half-close so the upstream sees the client's end of stream.
-		if tc, ok := c.nc.(*net.TCPConn); ok {
-			tc.CloseWrite()
+		if cw, ok := c.nc.(interface{ CloseWrite() error }); ok {
+			cw.CloseWrite()
 		}
 	}()
 	copyConn(nc, c.nc, svc.ReadTimeout)
