@@ -1,18 +1,25 @@
 package e2e
 
 import (
+	"bytes"
+	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/coder/websocket"
 )
 
 // TestGatewayRouting configures services and routes through the Admin API
@@ -436,4 +443,157 @@ func TestGatewayReconfigureUnderLoad(t *testing.T) {
 	if s := decodeSeen(t, body); s.Upstream != "v1" || s.Path != "/y" || strings.Join(s.Header["X-Rev"], ",") != "4" {
 		t.Fatalf("after the changes the upstream saw %+v", s)
 	}
+}
+
+// TestGatewayTraffic sends what real clients send through the proxy: large
+// request and response bodies, streamed without a length, over HTTP/1.1
+// and h2; a WebSocket session; and an upstream slower than the service's
+// read_timeout.
+func TestGatewayTraffic(t *testing.T) {
+	e := newGatewayEnv(t, "traffic")
+	body := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if n, err := strconv.Atoi(r.URL.Query().Get("size")); err == nil {
+			// A deterministic body of n bytes, streamed without a length.
+			w.Header().Set("X-Sum", fmt.Sprintf("%x", sha256.Sum256(pattern(n))))
+			w.(http.Flusher).Flush()
+			w.Write(pattern(n))
+			return
+		}
+		h := sha256.New()
+		n, err := io.Copy(h, r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), 400)
+			return
+		}
+		fmt.Fprintf(w, "%d %x", n, h.Sum(nil))
+	}))
+	defer body.Close()
+	ws := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.CloseNow()
+		ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+		defer cancel()
+		for {
+			typ, msg, err := c.Read(ctx)
+			if err != nil {
+				return
+			}
+			if err := c.Write(ctx, typ, append([]byte("echo "), msg...)); err != nil {
+				return
+			}
+		}
+	}))
+	defer ws.Close()
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-time.After(3 * time.Second):
+		case <-r.Context().Done():
+		}
+	}))
+	defer slow.Close()
+
+	e.create(t, "services", map[string]any{"name": "body", "url": body.URL})
+	e.create(t, "services/body/routes", map[string]any{"name": "body", "paths": []string{"/body"}})
+	e.create(t, "services", map[string]any{"name": "ws", "url": ws.URL})
+	e.create(t, "services/ws/routes", map[string]any{"name": "ws", "paths": []string{"/ws"}})
+	e.create(t, "services", map[string]any{"name": "slow", "url": slow.URL, "read_timeout": 300, "retries": 0})
+	e.create(t, "services/slow/routes", map[string]any{"name": "slow", "paths": []string{"/slow"}})
+	e.converge(t)
+
+	h2 := &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, ForceAttemptHTTP2: true}
+	defer h2.CloseIdleConnections()
+	clients := []struct {
+		name, base string
+		client     *http.Client
+		proto      string
+	}{
+		{"HTTP/1.1", "http://" + e.rt.proxy, e.client, "HTTP/1.1"},
+		{"h2", "https://" + e.tlsAddr, &http.Client{Transport: h2, Timeout: 10 * time.Second}, "HTTP/2.0"},
+	}
+	const size = 3<<20 + 17 // 3 MiB and change: several flow-control windows
+	for _, c := range clients {
+		t.Run(c.name+" request body without a length", func(t *testing.T) {
+			// Hide the length so that the body is chunked on HTTP/1.1
+			// and unsized DATA frames on h2.
+			req := mustRequest(t, "POST", c.base+"/body/up", io.MultiReader(bytes.NewReader(pattern(size))))
+			res, err := c.client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer res.Body.Close()
+			got, _ := io.ReadAll(res.Body)
+			want := fmt.Sprintf("%d %x", size, sha256.Sum256(pattern(size)))
+			if res.StatusCode != 200 || string(got) != want || res.Proto != c.proto {
+				t.Fatalf("%s %d %q, want %s 200 %q", res.Proto, res.StatusCode, got, c.proto, want)
+			}
+		})
+		t.Run(c.name+" streamed response body", func(t *testing.T) {
+			res, err := c.client.Get(c.base + "/body/down?size=" + strconv.Itoa(size))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer res.Body.Close()
+			h := sha256.New()
+			n, err := io.Copy(h, res.Body)
+			if err != nil || n != size || fmt.Sprintf("%x", h.Sum(nil)) != res.Header.Get("X-Sum") {
+				t.Fatalf("read %d bytes (%v), want %d with the upstream's checksum", n, err, size)
+			}
+		})
+	}
+
+	t.Run("WebSocket", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		c, res, err := websocket.Dial(ctx, "ws://"+e.rt.proxy+"/ws", nil)
+		if err != nil {
+			t.Fatalf("dial through the proxy: %v", err)
+		}
+		defer c.CloseNow()
+		if res.StatusCode != 101 {
+			t.Fatalf("handshake status %d", res.StatusCode)
+		}
+		for i := range 3 {
+			msg := fmt.Sprintf("message %d", i)
+			if err := c.Write(ctx, websocket.MessageText, []byte(msg)); err != nil {
+				t.Fatal(err)
+			}
+			_, got, err := c.Read(ctx)
+			if err != nil || string(got) != "echo "+msg {
+				t.Fatalf("read %q (%v), want echo %s", got, err, msg)
+			}
+		}
+		if err := c.Close(websocket.StatusNormalClosure, ""); err != nil {
+			t.Fatalf("close: %v", err)
+		}
+	})
+
+	t.Run("upstream slower than read_timeout", func(t *testing.T) {
+		start := time.Now()
+		res, body := e.send(t, mustRequest(t, "GET", e.proxyURL("/slow"), nil))
+		var msg kongError
+		json.Unmarshal([]byte(body), &msg)
+		if res.StatusCode != 504 || msg.Message != "The upstream server is timing out" || msg.RequestID == "" {
+			t.Fatalf("got %d %s, want 504 The upstream server is timing out", res.StatusCode, body)
+		}
+		if took := time.Since(start); took > 2*time.Second {
+			t.Fatalf("the 504 took %s; read_timeout is 300ms", took)
+		}
+	})
+}
+
+// pattern returns n deterministic bytes that do not repeat with a short
+// period, so that a reordered or dropped chunk changes the checksum.
+func pattern(n int) []byte {
+	b := make([]byte, n)
+	x := uint32(2463534242)
+	for i := range b {
+		x ^= x << 13
+		x ^= x >> 17
+		x ^= x << 5
+		b[i] = byte(x)
+	}
+	return b
 }
