@@ -41,7 +41,10 @@ type Service struct {
 	ID string
 	// Name is the service name (informational).
 	Name string
-	// Protocol is "http" or "https" (HTTP/1.1 over TLS to the upstream).
+	// Protocol is "http", "https" (HTTP/1.1 over TLS), "grpc" (HTTP/2
+	// without TLS, h2c with prior knowledge) or "grpcs" (HTTP/2 over TLS).
+	// gRPC responses carry trailers, which only an HTTP/2 client listener
+	// (net/http's TLS server) can relay.
 	Protocol string
 	// Host is the upstream host name or IP, without port. Used as the
 	// default dial target and as the upstream Host header.
@@ -112,9 +115,9 @@ func (s *Service) Prepare() error {
 	switch s.Protocol {
 	case "", "http":
 		s.Protocol = "http"
-	case "https":
+	case "https", "grpc", "grpcs":
 	default:
-		return errors.New("proxy: service protocol must be http or https, got " + strconv.Quote(s.Protocol))
+		return errors.New("proxy: service protocol must be http, https, grpc or grpcs, got " + strconv.Quote(s.Protocol))
 	}
 	if s.Retries < 0 {
 		return errors.New("proxy: service retries must be >= 0")
@@ -133,12 +136,17 @@ func (s *Service) Prepare() error {
 	port := strconv.Itoa(s.Port)
 	s.addr = joinHostPort(s.Host, port)
 	s.hostHeader = s.Host
-	if (s.Protocol == "http" && s.Port != 80) || (s.Protocol == "https" && s.Port != 443) {
+	if (s.Protocol == "http" && s.Port != 80) || (s.Protocol == "https" && s.Port != 443) || s.grpc() {
 		s.hostHeader = s.addr
 	}
 	s.tlsConfig, s.poolKey = nil, ""
-	if s.Protocol == "https" {
-		s.prepareTLS()
+	switch s.Protocol {
+	case "https":
+		s.prepareTLS("http/1.1")
+	case "grpcs":
+		s.prepareTLS("h2")
+	case "grpc":
+		s.poolKey = "h2c"
 	}
 	s.prepared = true
 	return nil
@@ -146,19 +154,21 @@ func (s *Service) Prepare() error {
 
 // prepareTLS builds the client TLS configuration and the pool key that
 // identifies it.
-func (s *Service) prepareTLS() {
+func (s *Service) grpc() bool { return s.Protocol == "grpc" || s.Protocol == "grpcs" }
+
+func (s *Service) prepareTLS(alpn string) {
 	name := s.TLSServerName
 	if name == "" {
 		name = s.Host
 	}
 	cfg := &tls.Config{
 		ServerName:         name,
-		NextProtos:         []string{"http/1.1"},
+		NextProtos:         []string{alpn},
 		ClientSessionCache: tls.NewLRUClientSessionCache(64),
 		InsecureSkipVerify: !s.TLSVerify,
 	}
 	h := sha256.New()
-	fmt.Fprintf(h, "verify=%v depth=%d sni=%s\n", s.TLSVerify, s.TLSVerifyDepth, name)
+	fmt.Fprintf(h, "alpn=%s verify=%v depth=%d sni=%s\n", alpn, s.TLSVerify, s.TLSVerifyDepth, name)
 	if s.TLSVerify && len(s.CACertificates) > 0 {
 		pool := x509.NewCertPool()
 		for _, c := range s.CACertificates {

@@ -225,7 +225,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			st.match.PreserveHost = true
 		}
 	}
-	if !svc.prepared || (svc.Protocol != "http" && svc.Protocol != "https") {
+	if !svc.prepared {
 		p.log.Debug("unsupported service", "service", svc.Name, "err", ErrUnsupportedProtocol)
 		p.writeError(w, r, st, names, start, http.StatusInternalServerError, MsgUnexpected, reqID)
 		return
@@ -244,6 +244,10 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	fi.host = svc.hostHeader
 	if st.match.PreserveHost && r.Host != "" {
 		fi.host = r.Host
+	}
+	if svc.grpc() {
+		p.serveGRPC(w, r, st, svc, names, start)
+		return
 	}
 	fi.upgrade = r.ProtoMajor == 1 && hasTokenAny(r.Header["Connection"], "upgrade") &&
 		len(r.Header["Upgrade"]) > 0 && hasToken(r.Header["Upgrade"][0], "websocket")

@@ -535,7 +535,7 @@ func TestOptionChecks(t *testing.T) {
 	if _, err := NewTransport(TransportOptions{MaxIdlePerHost: -1}); err == nil {
 		t.Error("negative MaxIdlePerHost accepted")
 	}
-	for _, s := range []Service{{Port: 80}, {Host: "h", Port: 0}, {Host: "h", Port: 80, Protocol: "grpc"}, {Host: "h", Port: 80, Retries: -1}} {
+	for _, s := range []Service{{Port: 80}, {Host: "h", Port: 0}, {Host: "h", Port: 80, Protocol: "tcp"}, {Host: "h", Port: 80, Retries: -1}} {
 		if err := s.Prepare(); err == nil {
 			t.Errorf("Prepare(%+v) succeeded", s)
 		}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"sync"
 	"syscall"
 	"time"
@@ -43,9 +44,10 @@ type TransportOptions struct {
 type Transport struct {
 	opts TransportOptions // immutable after NewTransport
 
-	// mu guards pools and closed. Lookups take the read lock only.
+	// mu guards pools, h2 and closed. Lookups take the read lock only.
 	mu     sync.RWMutex
 	pools  map[string]*hostPool
+	h2     map[string]*http.Transport // grpc(s) clients by TLS settings
 	closed bool
 }
 
@@ -81,11 +83,14 @@ func NewTransport(opts TransportOptions) (*Transport, error) {
 func (t *Transport) Close() error {
 	t.mu.Lock()
 	t.closed = true
-	pools := t.pools
-	t.pools = make(map[string]*hostPool)
+	pools, h2 := t.pools, t.h2
+	t.pools, t.h2 = make(map[string]*hostPool), nil
 	t.mu.Unlock()
 	for _, p := range pools {
 		p.closeAll()
+	}
+	for _, h := range h2 {
+		h.CloseIdleConnections()
 	}
 	return nil
 }

@@ -1,0 +1,178 @@
+package proxy
+
+import (
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// h2Transport returns the HTTP/2 client for a grpc or grpcs service,
+// shared by every service with the same settings (its connections
+// multiplex requests, so one per settings is enough) and kept across
+// configuration swaps.
+func (t *Transport) h2Transport(svc *Service) *http.Transport {
+	key := svc.poolKey
+	t.mu.RLock()
+	h := t.h2[key]
+	t.mu.RUnlock()
+	if h != nil {
+		return h
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if h = t.h2[key]; h != nil {
+		return h
+	}
+	h = &http.Transport{
+		DialContext:         t.opts.Dial,
+		MaxIdleConnsPerHost: t.opts.MaxIdlePerHost,
+		IdleConnTimeout:     t.opts.IdleTimeout,
+		ForceAttemptHTTP2:   true,
+		Protocols:           new(http.Protocols),
+	}
+	if svc.tlsConfig != nil {
+		h.TLSClientConfig = svc.tlsConfig.Clone()
+		h.Protocols.SetHTTP2(true)
+	} else {
+		h.Protocols.SetUnencryptedHTTP2(true)
+	}
+	if t.h2 == nil {
+		t.h2 = make(map[string]*http.Transport)
+	}
+	t.h2[key] = h
+	return h
+}
+
+// grpcHopHeaders are not forwarded either way on HTTP/2 (RFC 9113 8.2.2).
+var grpcHopHeaders = map[string]bool{
+	"Connection": true, "Keep-Alive": true, "Proxy-Connection": true, "Transfer-Encoding": true,
+	"Upgrade": true, "Host": true, "Trailer": true,
+}
+
+// serveGRPC proxies a request to a grpc or grpcs service over HTTP/2,
+// streaming both bodies and relaying trailers (grpc-status). It is not on
+// the HTTP/1.1 fast path and uses net/http's HTTP/2 client.
+func (p *Proxy) serveGRPC(w http.ResponseWriter, r *http.Request, st *reqState, svc *Service, names *headerNames, start time.Time) {
+	fi := &st.fi
+	addr := svc.addr
+	var err error
+	if svc.Balancer != nil {
+		if addr, err = svc.Balancer.Pick(r, 0); err != nil {
+			p.upstreamError(w, r, st, names, start, err, fi.reqID)
+			return
+		}
+	}
+	target := st.match.Path
+	if target == "" {
+		target = requestPath(r)
+	}
+	if r.URL.RawQuery != "" {
+		target += "?" + r.URL.RawQuery
+	}
+	u, err := url.ParseRequestURI(target)
+	if err != nil {
+		p.writeError(w, r, st, names, start, http.StatusBadRequest, "Bad request", fi.reqID)
+		return
+	}
+	u.Scheme, u.Host = "http", addr
+	if svc.tlsConfig != nil {
+		u.Scheme = "https"
+	}
+	out := (&http.Request{
+		Method:        r.Method,
+		URL:           u,
+		Header:        make(http.Header, len(r.Header)+4),
+		Body:          r.Body,
+		ContentLength: r.ContentLength,
+		Host:          fi.host,
+	}).WithContext(r.Context())
+	if out.Body == nil || out.ContentLength == 0 {
+		out.Body = http.NoBody
+	}
+	for k, vv := range r.Header {
+		if grpcHopHeaders[k] || k == fi.reqIDName || strings.HasPrefix(k, "X-Forwarded-") || k == "X-Real-Ip" {
+			continue
+		}
+		if k == "Te" {
+			// Only "trailers" may be sent on HTTP/2, and gRPC needs it.
+			if hasTokenAny(vv, "trailers") {
+				out.Header["Te"] = []string{"trailers"}
+			}
+			continue
+		}
+		out.Header[k] = vv
+	}
+	xff := fi.clientIP
+	if prior := r.Header["X-Forwarded-For"]; len(prior) > 0 {
+		xff = strings.Join(prior, ", ") + ", " + xff
+	}
+	out.Header["X-Forwarded-For"] = []string{xff}
+	out.Header["X-Forwarded-Proto"] = []string{fwd(r, fi, "X-Forwarded-Proto", fi.scheme)}
+	out.Header["X-Real-Ip"] = []string{fi.clientIP}
+	out.Header[fi.reqIDName] = []string{fi.reqID}
+
+	upStart := time.Now()
+	resp, err := p.tr.h2Transport(svc).RoundTrip(out)
+	if err != nil {
+		if svc.Balancer != nil {
+			svc.Balancer.Report(addr, err)
+		}
+		var ne net.Error
+		if errors.As(err, &ne) || strings.Contains(err.Error(), "dial") {
+			err = &dialError{addr: addr, err: err}
+		}
+		p.upstreamError(w, r, st, names, start, err, fi.reqID)
+		return
+	}
+	defer resp.Body.Close()
+	headAt := time.Now()
+	st.upLatency = headAt.Sub(upStart)
+	if svc.Balancer != nil {
+		svc.Balancer.Report(addr, nil)
+	}
+	wh := w.Header()
+	for k, vv := range resp.Header {
+		if !grpcHopHeaders[k] {
+			wh[k] = vv
+		}
+	}
+	wh[names.reqID] = []string{fi.reqID}
+	status := resp.StatusCode
+	if st.chain != nil {
+		status = p.headerFilter(w, st, status)
+	}
+	w.WriteHeader(status)
+	bp := copyBufPool.Get().(*[]byte)
+	defer copyBufPool.Put(bp)
+	flusher, _ := w.(http.Flusher)
+	for {
+		n, rerr := resp.Body.Read(*bp)
+		if n > 0 {
+			wn, werr := w.Write((*bp)[:n])
+			st.sent += int64(wn)
+			if werr != nil {
+				break
+			}
+			// gRPC streams messages: each one goes out as it arrives.
+			if flusher != nil {
+				flusher.Flush()
+			}
+		}
+		if rerr != nil {
+			if rerr != io.EOF {
+				p.log.Debug("grpc upstream body", "err", rerr)
+				p.logPhase(w, r, st, status)
+				panic(http.ErrAbortHandler)
+			}
+			break
+		}
+	}
+	for k, vv := range resp.Trailer {
+		wh[http.TrailerPrefix+k] = vv
+	}
+	p.logPhase(w, r, st, status)
+}
