@@ -32,3 +32,10 @@ bench-proxy:
 # on SQLite and on PostgreSQL.
 bench-entities:
 	bash bench/entities.sh
+
+# bench-proxy-go runs the proxy's in-process benchmarks with allocation counts:
+# the handler path alone and end to end behind net/http's server and Serve,
+# each with and without key-auth + rate-limiting.
+.PHONY: bench-proxy-go
+bench-proxy-go:
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime=20000x -count=3 ./internal/dp/proxy
