@@ -258,6 +258,63 @@ func TestGatewayUpstreamHealth(t *testing.T) {
 		}
 		t.Logf("split under load before the recovery: %v", byUp)
 	})
+
+	t.Run("passive checks take a failing target out", func(t *testing.T) {
+		// The proxy reports to the balancer only whether a response head
+		// arrived (proxy.Balancer.Report has no status), so passive
+		// http_failures never count. Remove this once it passes the
+		// status on.
+		t.Skip("passive http_failures: the proxy does not report upstream statuses to the balancer")
+		// Kong does not retry on an HTTP status: the client sees each 500
+		// the target answers until http_failures of them mark it
+		// unhealthy; from then on it gets nothing.
+		var hits atomic.Int64
+		bad := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			hits.Add(1)
+			w.WriteHeader(500)
+		}))
+		defer bad.Close()
+		good := newEcho(t, "good")
+		e.create(t, "upstreams", map[string]any{"name": "flaky", "healthchecks": map[string]any{
+			"passive": map[string]any{"unhealthy": map[string]any{"http_failures": 2, "http_statuses": []int{500}}},
+		}})
+		e.create(t, "upstreams/flaky/targets", map[string]any{"target": hostPort(bad)})
+		e.create(t, "upstreams/flaky/targets", map[string]any{"target": hostPort(good)})
+		e.create(t, "services", map[string]any{"name": "flaky", "host": "flaky"})
+		e.create(t, "services/flaky/routes", map[string]any{"name": "flaky", "paths": []string{"/flaky"}})
+		e.converge(t)
+		statuses := map[int]int{}
+		for range 40 {
+			res, _ := e.send(t, mustRequest(t, "GET", e.proxyURL("/flaky"), nil))
+			statuses[res.StatusCode]++
+		}
+		if hits.Load() != 2 || statuses[500] != 2 || statuses[200] != 38 {
+			t.Fatalf("the failing target got %d requests, the client saw %v; want 2 and 2 of 500", hits.Load(), statuses)
+		}
+		waitLog(t, e.rt.proc, regexp.MustCompile(`target health changed.*target=`+regexp.QuoteMeta(hostPort(bad))+`.*health=UNHEALTHY.*passive`), 5*time.Second)
+	})
+
+	t.Run("no healthy target", func(t *testing.T) {
+		// One target that refuses connections: the first failure marks
+		// it unhealthy, then the balancer has no peer to give.
+		e.create(t, "upstreams", map[string]any{"name": "gone", "healthchecks": map[string]any{
+			"passive": map[string]any{"unhealthy": map[string]any{"tcp_failures": 1}},
+		}})
+		e.create(t, "upstreams/gone/targets", map[string]any{"target": freeAddr(t)})
+		e.create(t, "services", map[string]any{"name": "gone", "host": "gone", "retries": 0})
+		e.create(t, "services/gone/routes", map[string]any{"name": "gone", "paths": []string{"/gone"}})
+		e.converge(t)
+		res, body := e.send(t, mustRequest(t, "GET", e.proxyURL("/gone"), nil))
+		if res.StatusCode != 502 {
+			t.Fatalf("first request to a refusing target: %d %s, want 502", res.StatusCode, body)
+		}
+		res, body = e.send(t, mustRequest(t, "GET", e.proxyURL("/gone"), nil))
+		var msg kongError
+		json.Unmarshal([]byte(body), &msg)
+		if res.StatusCode != 503 || msg.Message != "failure to get a peer from the ring-balancer" || msg.RequestID == "" {
+			t.Fatalf("no healthy target: %d %s, want 503 failure to get a peer from the ring-balancer", res.StatusCode, body)
+		}
+	})
 }
 
 // TestGatewayTLS adds certificates and SNIs through the API and checks the
