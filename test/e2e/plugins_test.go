@@ -202,4 +202,89 @@ func TestPlugins(t *testing.T) {
 			t.Errorf("add replaced a present header: %d %v", res.StatusCode, s.Header["X-Added"])
 		}
 	})
+
+	t.Run("scoping precedence", func(t *testing.T) {
+		// One request-transformer per scope, each naming its scope: the
+		// most specific instance that applies runs, alone.
+		other := newEcho(t, "other")
+		e.create(t, "services", map[string]any{"name": "other", "url": other.URL})
+		e.create(t, "services/other/routes", map[string]any{"name": "other", "paths": []string{"/other"}})
+		e.create(t, "services/echo/routes", map[string]any{"name": "scoped", "paths": []string{"/scoped"}})
+		e.create(t, "services/echo/routes", map[string]any{"name": "svc-only", "paths": []string{"/svc-only"}})
+		e.create(t, "routes/scoped/plugins", map[string]any{"name": "key-auth", "config": map[string]any{"hide_credentials": true}})
+		scope := func(name string) map[string]any {
+			return map[string]any{"name": "request-transformer", "config": map[string]any{"add": map[string]any{"headers": []string{"x-scope:" + name}}}}
+		}
+		e.create(t, "plugins", scope("global"))
+		e.create(t, "services/echo/plugins", scope("service"))
+		e.create(t, "routes/scoped/plugins", scope("route"))
+		rc := scope("route+consumer")
+		rc["consumer"] = map[string]any{"id": alice["id"]}
+		e.create(t, "routes/scoped/plugins", rc)
+		e.converge(t)
+
+		tests := []struct {
+			name, path, key, want string
+		}{
+			{"route and consumer", "/scoped/x", "alice-secret-key", "route+consumer"},
+			{"route, another consumer", "/scoped/x", "bob-secret-key", "route"},
+			{"service", "/svc-only/x", "", "service"},
+			{"global", "/other/x", "", "global"},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				h := http.Header{}
+				if tt.key != "" {
+					h.Set("apikey", tt.key)
+				}
+				res, body := get(t, tt.path, h)
+				if res.StatusCode != 200 {
+					t.Fatalf("%d %s", res.StatusCode, body)
+				}
+				s := decodeSeen(t, body)
+				if got := strings.Join(s.Header["X-Scope"], ","); got != tt.want {
+					t.Fatalf("X-Scope = %q, want %q", got, tt.want)
+				}
+				// hide_credentials: the key never reaches the upstream.
+				if _, ok := s.Header["Apikey"]; ok {
+					t.Fatalf("the upstream saw the API key")
+				}
+			})
+		}
+		// hide_credentials strips the key from the query string too.
+		res, body := get(t, "/scoped/x?apikey=alice-secret-key&keep=1", nil)
+		if s := decodeSeen(t, body); res.StatusCode != 200 || s.RawQuery != "keep=1" {
+			t.Fatalf("key in the query: %d, upstream query %q, want keep=1", res.StatusCode, s.RawQuery)
+		}
+	})
+
+	t.Run("anonymous consumer", func(t *testing.T) {
+		guest := e.create(t, "consumers", map[string]any{"username": "guest"})
+		e.create(t, "services/echo/routes", map[string]any{"name": "anon", "paths": []string{"/anon"}})
+		e.create(t, "routes/anon/plugins", map[string]any{"name": "key-auth", "config": map[string]any{"anonymous": guest["id"]}})
+		e.converge(t)
+		tests := []struct {
+			name, key, wantUser, wantAnon string
+		}{
+			{"no key", "", "guest", "true"},
+			{"a wrong key", "nope", "guest", "true"},
+			{"a valid key", "alice-secret-key", "alice", ""},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				h := http.Header{}
+				if tt.key != "" {
+					h.Set("apikey", tt.key)
+				}
+				res, body := get(t, "/anon/x", h)
+				if res.StatusCode != 200 {
+					t.Fatalf("%d %s", res.StatusCode, body)
+				}
+				s := decodeSeen(t, body)
+				if user, anon := strings.Join(s.Header["X-Consumer-Username"], ","), strings.Join(s.Header["X-Anonymous-Consumer"], ","); user != tt.wantUser || anon != tt.wantAnon {
+					t.Fatalf("upstream saw consumer %q anonymous %q, want %q %q", user, anon, tt.wantUser, tt.wantAnon)
+				}
+			})
+		}
+	})
 }
