@@ -287,4 +287,65 @@ func TestPlugins(t *testing.T) {
 			})
 		}
 	})
+
+	t.Run("rate-limiting state", func(t *testing.T) {
+		// Keep clear of the top of the hour, where the window turns.
+		if now := time.Now(); now.Minute() == 59 && now.Second() > 50 {
+			time.Sleep(time.Duration(61-now.Second()) * time.Second)
+		}
+		dead := freeAddr(t) // nothing listens: a Redis that is down
+		host, port, _ := strings.Cut(dead, ":")
+		portN, _ := strconv.Atoi(port)
+		for _, r := range []struct {
+			name   string
+			config map[string]any
+		}{
+			{"local", map[string]any{"hour": 3, "policy": "local", "limit_by": "ip"}},
+			{"tolerant", map[string]any{"hour": 3, "policy": "redis", "redis": map[string]any{"host": host, "port": portN, "timeout": 200}}},
+			{"intolerant", map[string]any{"hour": 3, "policy": "redis", "fault_tolerant": false, "redis": map[string]any{"host": host, "port": portN, "timeout": 200}}},
+		} {
+			e.create(t, "services/echo/routes", map[string]any{"name": "rl-" + r.name, "paths": []string{"/rl-" + r.name}})
+			e.create(t, "routes/rl-"+r.name+"/plugins", map[string]any{"name": "rate-limiting", "config": r.config})
+		}
+		e.converge(t)
+
+		t.Run("local counters survive a reconfiguration", func(t *testing.T) {
+			for i := range 2 {
+				if res, body := get(t, "/rl-local/x", nil); res.StatusCode != 200 {
+					t.Fatalf("request %d: %d %s", i+1, res.StatusCode, body)
+				}
+			}
+			// An unrelated change makes a new configuration; the
+			// counters are kept outside it.
+			e.create(t, "consumers", map[string]any{"username": "carol"})
+			e.converge(t)
+			res, _ := get(t, "/rl-local/x", nil)
+			if res.StatusCode != 200 || res.Header.Get("X-Ratelimit-Remaining-Hour") != "0" {
+				t.Fatalf("3rd request after the change: %d, remaining %q; want 200 and 0", res.StatusCode, res.Header.Get("X-Ratelimit-Remaining-Hour"))
+			}
+			if res, body := get(t, "/rl-local/x", nil); res.StatusCode != 429 {
+				t.Fatalf("4th request after the change: %d %s; the counter was reset", res.StatusCode, body)
+			}
+		})
+		t.Run("redis down, fault tolerant", func(t *testing.T) {
+			// Kong lets traffic through without the limit headers.
+			for i := range 4 {
+				res, body := get(t, "/rl-tolerant/x", nil)
+				if res.StatusCode != 200 {
+					t.Fatalf("request %d: %d %s", i+1, res.StatusCode, body)
+				}
+				if v := res.Header.Get("X-Ratelimit-Limit-Hour"); v != "" {
+					t.Fatalf("limit headers without a counter: %q", v)
+				}
+			}
+		})
+		t.Run("redis down, not fault tolerant", func(t *testing.T) {
+			res, body := get(t, "/rl-intolerant/x", nil)
+			var msg kongError
+			json.Unmarshal([]byte(body), &msg)
+			if res.StatusCode != 500 || msg.Message != "An unexpected error occurred" {
+				t.Fatalf("%d %s, want 500 An unexpected error occurred", res.StatusCode, body)
+			}
+		})
+	})
 }
