@@ -420,7 +420,7 @@ func mustRequest(t *testing.T, method, url string, body io.Reader) *http.Request
 	return req
 }
 
-// TestGatewayReconfigureUnderLoad changes the configuration six times
+// TestGatewayReconfigureUnderLoad changes the configuration ten times
 // through the API while four HTTP/1.1 workers and two h2 workers send
 // requests, bounded to 30,000 in all. Every request must succeed; after
 // each change the runtime converges to the control plane's expected hash,
@@ -452,25 +452,37 @@ func TestGatewayReconfigureUnderLoad(t *testing.T) {
 	}
 	defer stopLoad()
 
+	// The changes touch every layer a request crosses: the service's
+	// address, routes, plugins, and an upstream's targets and weights.
+	// A target is addressed by its id, known once created.
+	var v2Target string
 	changes := []struct {
-		name         string
-		method, path string
-		body         map[string]any
+		name   string
+		method string
+		path   func() string
+		body   map[string]any
 	}{
-		{"switch the service to v2", "PATCH", "services/load", map[string]any{"url": v2.URL}},
-		{"add a service and route", "POST", "services", map[string]any{"name": "other", "url": v1.URL}},
-		{"add a path to the route", "PATCH", "routes/load", map[string]any{"paths": []string{"/load", "/load2"}}},
-		{"add a plugin on the route", "POST", "routes/load/plugins", map[string]any{"name": "request-transformer",
+		{"switch the service to v2", "PATCH", fixed("services/load"), map[string]any{"url": v2.URL}},
+		{"add a service and route", "POST", fixed("services"), map[string]any{"name": "other", "url": v1.URL}},
+		{"add a path to the route", "PATCH", fixed("routes/load"), map[string]any{"paths": []string{"/load", "/load2"}}},
+		{"add a plugin on the route", "POST", fixed("routes/load/plugins"), map[string]any{"name": "request-transformer",
 			"config": map[string]any{"add": map[string]any{"headers": []string{"x-rev:4"}}}}},
-		{"switch the service back to v1", "PATCH", "services/load", map[string]any{"url": v1.URL}},
-		{"delete the other service", "DELETE", "services/other", nil},
+		{"create an upstream", "POST", fixed("upstreams"), map[string]any{"name": "lb"}},
+		{"add target v1", "POST", fixed("upstreams/lb/targets"), map[string]any{"target": hostPort(v1)}},
+		{"add target v2", "POST", fixed("upstreams/lb/targets"), map[string]any{"target": hostPort(v2)}},
+		{"balance the service over the upstream", "PATCH", fixed("services/load"), map[string]any{"host": "lb", "port": 80}},
+		{"disable target v2 with weight 0", "PATCH", func() string { return "upstreams/lb/targets/" + v2Target }, map[string]any{"weight": 0}},
+		{"delete the other service", "DELETE", fixed("services/other"), nil},
 	}
 	hashes := map[string]bool{}
 	for _, c := range changes {
 		time.Sleep(150 * time.Millisecond) // let load run on each revision
-		code, out := e.admin(t, c.method, c.path, c.body)
+		code, out := e.admin(t, c.method, c.path(), c.body)
 		if code/100 != 2 {
 			t.Fatalf("%s: %d %v", c.name, code, out)
+		}
+		if c.name == "add target v2" {
+			v2Target = out["id"].(string)
 		}
 		hashes[e.converge(t)] = true
 	}
@@ -492,15 +504,21 @@ func TestGatewayReconfigureUnderLoad(t *testing.T) {
 		t.Logf("%s: %d requests, split %v", name, ok, byUp)
 	}
 
-	// The last revision serves: v1, the added path, the plugin.
-	res, body := e.send(t, mustRequest(t, "GET", e.proxyURL("/load2/y"), nil))
-	if res.StatusCode != 200 {
-		t.Fatalf("after the changes: %d %s", res.StatusCode, body)
-	}
-	if s := decodeSeen(t, body); s.Upstream != "v1" || s.Path != "/y" || strings.Join(s.Header["X-Rev"], ",") != "4" {
-		t.Fatalf("after the changes the upstream saw %+v", s)
+	// The last revision serves: the added path, the plugin, and only
+	// the target whose weight is not 0.
+	for i := range 20 {
+		res, body := e.send(t, mustRequest(t, "GET", e.proxyURL("/load2/y"), nil))
+		if res.StatusCode != 200 {
+			t.Fatalf("request %d after the changes: %d %s", i, res.StatusCode, body)
+		}
+		if s := decodeSeen(t, body); s.Upstream != "v1" || s.Path != "/y" || strings.Join(s.Header["X-Rev"], ",") != "4" {
+			t.Fatalf("request %d after the changes: the upstream saw %+v", i, s)
+		}
 	}
 }
+
+// fixed is a change's path that does not depend on earlier changes.
+func fixed(path string) func() string { return func() string { return path } }
 
 // TestGatewayTraffic sends what real clients send through the proxy: large
 // request and response bodies, streamed without a length, over HTTP/1.1
