@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -328,7 +329,7 @@ func TestGatewayTLS(t *testing.T) {
 	certB, keyB := ca.issue(t, "*.b.example")
 	// One certificate with its SNIs inline, one with an SNI entity
 	// created on its own.
-	e.create(t, "certificates", map[string]any{"cert": certA, "key": keyA, "snis": []string{"a.example"}})
+	ca1 := e.create(t, "certificates", map[string]any{"cert": certA, "key": keyA, "snis": []string{"a.example"}})
 	cb := e.create(t, "certificates", map[string]any{"cert": certB, "key": keyB})
 	e.create(t, "snis", map[string]any{"name": "*.b.example", "certificate": map[string]any{"id": cb["id"]}})
 
@@ -401,6 +402,35 @@ func TestGatewayTLS(t *testing.T) {
 			}
 		})
 	}
+
+	t.Run("rotation and removal", func(t *testing.T) {
+		peer := func(sni string) *x509.Certificate {
+			t.Helper()
+			conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", e.tlsAddr,
+				&tls.Config{ServerName: sni, InsecureSkipVerify: true})
+			if err != nil {
+				t.Fatalf("TLS dial with SNI %s: %v", sni, err)
+			}
+			defer conn.Close()
+			return conn.ConnectionState().PeerCertificates[0]
+		}
+		before := peer("a.example")
+		certA2, keyA2 := ca.issue(t, "a.example")
+		if code, out := e.admin(t, "PATCH", "certificates/"+ca1["id"].(string), map[string]any{"cert": certA2, "key": keyA2}); code != 200 {
+			t.Fatalf("rotate the certificate: %d %v", code, out)
+		}
+		e.converge(t)
+		if after := peer("a.example"); after.SerialNumber.Cmp(before.SerialNumber) == 0 || after.Subject.CommonName != "a.example" {
+			t.Fatalf("after rotation the SNI still gets serial %v", after.SerialNumber)
+		}
+		if code, out := e.admin(t, "DELETE", "snis/*.b.example", nil); code != 204 {
+			t.Fatalf("delete the SNI: %d %v", code, out)
+		}
+		e.converge(t)
+		if got := peer("x.b.example"); got.CheckSignatureFrom(ca.cert) == nil {
+			t.Fatalf("a deleted SNI still gets its certificate %q", got.Subject.CommonName)
+		}
+	})
 
 	// Kong ignores SNIs on plain HTTP: the https-only route still
 	// matches by path, and the answer is the protocol upgrade.
