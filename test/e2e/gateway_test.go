@@ -155,6 +155,41 @@ func TestGatewayRouting(t *testing.T) {
 	}
 }
 
+// TestGatewayErrorFormats checks the gateway's own error answers follow
+// the client's Accept header as Kong's do: JSON by default, HTML, XML or
+// plain text when asked, each carrying the message and the request id.
+func TestGatewayErrorFormats(t *testing.T) {
+	e := newGatewayEnv(t, "errors")
+	tests := []struct {
+		accept, wantType string
+	}{
+		{"", "application/json"},
+		{"text/html", "text/html"},
+		{"application/xml", "application/xml"},
+		{"text/plain", "text/plain"},
+		{"text/html;q=0.5, text/plain", "text/plain"},
+		{"*/*", "application/json"},
+	}
+	for _, tt := range tests {
+		t.Run("Accept "+tt.accept, func(t *testing.T) {
+			req := mustRequest(t, "GET", e.proxyURL("/nowhere"), nil)
+			if tt.accept != "" {
+				req.Header.Set("Accept", tt.accept)
+			}
+			res, body := e.send(t, req)
+			mt, _, _ := strings.Cut(res.Header.Get("Content-Type"), ";")
+			if res.StatusCode != 404 || mt != tt.wantType || !strings.Contains(body, "no Route matched with those values") {
+				t.Fatalf("%d %s %q, want 404 %s with the message", res.StatusCode, res.Header.Get("Content-Type"), body, tt.wantType)
+			}
+			// The id is 32 hex digits, labelled request_id (requestid
+			// in Kong's XML template).
+			if !regexp.MustCompile(`(?i)request_?id.{0,8}[0-9a-f]{32}`).MatchString(body) {
+				t.Errorf("no request id in %q", body)
+			}
+		})
+	}
+}
+
 // TestGatewayUpstreamHealth balances over an upstream of three weighted
 // targets configured through the API, then kills one under load. What is
 // asserted: the weights show in the split of 400 requests (within 15%);
