@@ -126,6 +126,24 @@ func TestPlugins(t *testing.T) {
 		})
 	})
 
+	t.Run("acl deny list hiding the groups", func(t *testing.T) {
+		e.create(t, "services/echo/routes", map[string]any{"name": "deny", "paths": []string{"/deny"}})
+		e.create(t, "routes/deny/plugins", map[string]any{"name": "key-auth"})
+		e.create(t, "routes/deny/plugins", map[string]any{"name": "acl", "config": map[string]any{"deny": []string{"silver"}, "hide_groups_header": true}})
+		e.converge(t)
+		res, body := get(t, "/deny/x", http.Header{"Apikey": {"bob-secret-key"}})
+		if res.StatusCode != 403 || !strings.Contains(body, "You cannot consume this service") {
+			t.Fatalf("a denied group: %d %s", res.StatusCode, body)
+		}
+		res, body = get(t, "/deny/x", http.Header{"Apikey": {"alice-secret-key"}})
+		if res.StatusCode != 200 {
+			t.Fatalf("a group not denied: %d %s", res.StatusCode, body)
+		}
+		if s := decodeSeen(t, body); s.Header["X-Consumer-Groups"] != nil || s.Header["X-Consumer-Username"] == nil {
+			t.Fatalf("hide_groups_header: the upstream saw groups %q, consumer %q", s.Header["X-Consumer-Groups"], s.Header["X-Consumer-Username"])
+		}
+	})
+
 	t.Run("rate-limiting with the redis policy", func(t *testing.T) {
 		// A window that turns over mid-test would reset the counter:
 		// keep clear of the top of the hour.
