@@ -12,9 +12,16 @@
 // and no allocation beyond what net/http's server and the response header map
 // need.
 //
+// The client side has the same reason for [Proxy.Serve], an HTTP/1.1
+// server loop for the plain listener that replaces net/http's server there
+// (about 24 µs of CPU per proxied request on the bench machine instead of
+// 35). The Proxy is also an ordinary http.Handler, which the TLS listener
+// serves through net/http for HTTP/2.
+//
 // The router, balancers, health checks and plugins plug in through the small
-// interfaces in this file (Resolver, Balancer) so they can be built
-// independently and wired later.
+// interfaces in this file (Resolver, Balancer) and the plugin chains carried
+// by Match.Plugins and Config.Global, so they can be built independently and
+// wired later.
 package proxy
 
 import (

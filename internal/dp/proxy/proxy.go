@@ -171,6 +171,11 @@ func (p *Proxy) acquireCtx(r *http.Request, st *reqState, reqID string, start ti
 // response before it is written, body filter when a collected plugin wants
 // the body (the response is then buffered), and log once the response has
 // been flushed to the client.
+//
+// With plugins, response header values may live in memory owned by the
+// request's plugin context, which is reused once ServeHTTP returns: a
+// ResponseWriter must have serialised the header by the time it is flushed
+// (net/http's and Serve's do; the proxy flushes before the log phase).
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	cfg := p.cfg.Load()
