@@ -445,9 +445,14 @@ func (b *builder) services() error {
 		if d["tls_verify"] != nil {
 			v := fe.boolean(d, "tls_verify", false)
 			s.TLSVerify = &v
+			s.Proxy.TLSVerify = v
 		}
+		// Kong's null tls_verify_depth is nginx's proxy_ssl_verify_depth
+		// default, 1.
+		s.Proxy.TLSVerifyDepth = 1
 		if d["tls_verify_depth"] != nil {
 			s.TLSVerifyDepth = fe.integer(d, "tls_verify_depth", -1)
+			s.Proxy.TLSVerifyDepth = s.TLSVerifyDepth
 		}
 		for _, ca := range fe.strings(d, "ca_certificates") {
 			c, ok := b.caByID[ca]
@@ -459,10 +464,12 @@ func (b *builder) services() error {
 				s.CACertificates = x509.NewCertPool()
 			}
 			s.CACertificates.AddCert(c)
+			s.Proxy.CACertificates = append(s.Proxy.CACertificates, c)
 		}
 		if cc := fe.fk(d, "client_certificate"); cc != "" {
 			if cs, ok := b.certByID[cc]; ok {
 				s.ClientCertificate = cs[0]
+				s.Proxy.ClientCertificate = cs[0]
 			} else {
 				fe.add("client_certificate", fmt.Sprintf("certificate %q does not exist", cc))
 			}

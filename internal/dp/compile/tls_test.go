@@ -125,6 +125,11 @@ func TestTLSMaterial(t *testing.T) {
 	if s.TLSVerify == nil || !*s.TLSVerify {
 		t.Error("tls_verify lost")
 	}
+	// The proxy dials with the service's TLS settings, not the compiled
+	// summary of them.
+	if p := s.Proxy; !p.TLSVerify || len(p.CACertificates) != 1 || p.ClientCertificate != s.ClientCertificate || p.TLSVerifyDepth != 1 {
+		t.Errorf("proxy service TLS settings: verify=%v cas=%d client=%v depth=%d", p.TLSVerify, len(p.CACertificates), p.ClientCertificate != nil, p.TLSVerifyDepth)
+	}
 }
 
 func TestCertificateErrors(t *testing.T) {
