@@ -585,6 +585,77 @@ func TestGatewayReconfigureUnderLoad(t *testing.T) {
 // fixed is a change's path that does not depend on earlier changes.
 func fixed(path string) func() string { return func() string { return path } }
 
+// TestGatewayUpstreamTLS proxies to an HTTPS upstream configured through
+// the API: verified against a CA certificate entity, with a client
+// certificate entity for mTLS, SNI set to the service host; unverified
+// when tls_verify is unset; refused (502) when verification is asked for
+// without a CA that trusts the upstream.
+func TestGatewayUpstreamTLS(t *testing.T) {
+	e := newGatewayEnv(t, "upstream-tls")
+	ca := newTestCA(t)
+	srvCert, srvKey := ca.issue(t, "localhost", "127.0.0.1")
+	pair, err := tls.X509KeyPair([]byte(srvCert), []byte(srvKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Sni", r.TLS.ServerName)
+		if len(r.TLS.PeerCertificates) > 0 {
+			w.Header().Set("X-Client-Cn", r.TLS.PeerCertificates[0].Subject.CommonName)
+		}
+		echoHandler("tls").ServeHTTP(w, r)
+	}))
+	up.TLS = &tls.Config{Certificates: []tls.Certificate{pair}, ClientAuth: tls.VerifyClientCertIfGiven, ClientCAs: ca.pool}
+	up.StartTLS()
+	defer up.Close()
+	_, port, _ := net.SplitHostPort(up.Listener.Addr().String())
+	url := "https://localhost:" + port
+
+	caEnt := e.create(t, "ca_certificates", map[string]any{"cert": ca.certPEM()})
+	clientCert, clientKey := ca.issue(t, "gateway-client")
+	clientEnt := e.create(t, "certificates", map[string]any{"cert": clientCert, "key": clientKey})
+	for name, svc := range map[string]map[string]any{
+		"verified":   {"url": url, "tls_verify": true, "ca_certificates": []any{caEnt["id"]}, "client_certificate": map[string]any{"id": clientEnt["id"]}},
+		"unverified": {"url": url},
+		"untrusted":  {"url": url, "tls_verify": true},
+	} {
+		svc["name"] = name
+		e.create(t, "services", svc)
+		e.create(t, "services/"+name+"/routes", map[string]any{"name": name, "paths": []string{"/" + name}})
+	}
+	e.converge(t)
+
+	tests := []struct {
+		path       string
+		wantStatus int
+		wantCN     string
+	}{
+		{"/verified/x", 200, "gateway-client"},
+		{"/unverified/x", 200, ""},
+		{"/untrusted/x", 502, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.path, func(t *testing.T) {
+			res, body := e.send(t, mustRequest(t, "GET", e.proxyURL(tt.path), nil))
+			if res.StatusCode != tt.wantStatus {
+				t.Fatalf("%d %s, want %d", res.StatusCode, body, tt.wantStatus)
+			}
+			if tt.wantStatus != 200 {
+				if !strings.Contains(body, "An invalid response was received from the upstream server") {
+					t.Fatalf("a failed upstream handshake: %s", body)
+				}
+				return
+			}
+			if sni, cn := res.Header.Get("X-Sni"), res.Header.Get("X-Client-Cn"); sni != "localhost" || cn != tt.wantCN {
+				t.Fatalf("upstream saw SNI %q client certificate %q, want localhost %q", sni, cn, tt.wantCN)
+			}
+			if s := decodeSeen(t, body); s.Path != "/x" || s.Proto != "HTTP/1.1" {
+				t.Fatalf("upstream saw %s %s", s.Proto, s.Path)
+			}
+		})
+	}
+}
+
 // TestGatewayTraffic sends what real clients send through the proxy: large
 // request and response bodies, streamed without a length, over HTTP/1.1
 // and h2; a WebSocket session; and an upstream slower than the service's
