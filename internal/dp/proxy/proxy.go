@@ -51,8 +51,7 @@ type Proxy struct {
 	idPrefix [16]byte      // random per process, hex
 	idSeq    atomic.Uint64 // request id counter
 
-	srvOpts ServerOptions // immutable after New
-	srv     serverState
+	srv *Server // the Serve loop; its handler defaults to the Proxy
 }
 
 // New checks opts and returns a Proxy.
@@ -74,10 +73,19 @@ func New(opts Options) (*Proxy, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	if err := opts.Server.check(); err != nil {
+	p := &Proxy{tr: opts.Transport, httpPort: opts.HTTPPort, httpsPort: opts.HTTPSPort, log: opts.Logger}
+	so := opts.Server
+	if so.Handler == nil {
+		so.Handler = p
+	}
+	if so.Logger == nil {
+		so.Logger = opts.Logger
+	}
+	srv, err := NewServer(so)
+	if err != nil {
 		return nil, err
 	}
-	p := &Proxy{tr: opts.Transport, httpPort: opts.HTTPPort, httpsPort: opts.HTTPSPort, log: opts.Logger, srvOpts: opts.Server}
+	p.srv = srv
 	var rnd [8]byte
 	if _, err := rand.Read(rnd[:]); err != nil {
 		return nil, err

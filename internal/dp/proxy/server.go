@@ -3,8 +3,11 @@ package proxy
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -40,6 +43,9 @@ type ServerOptions struct {
 	// longer request line is answered 414, longer headers 431. Default
 	// 64 KiB.
 	MaxHeaderBytes int
+	// Logger receives handler panics. Default: the Proxy's logger, or
+	// discard for NewServer.
+	Logger *slog.Logger
 }
 
 func (o *ServerOptions) check() error {
@@ -61,14 +67,43 @@ func (o *ServerOptions) check() error {
 	return nil
 }
 
-// serverState is the bookkeeping of Serve and Shutdown.
-type serverState struct {
+// Server is the HTTP/1.1 server loop of [Proxy.Serve] on its own, for a
+// caller that puts its own handler in front of the proxy, such as a gateway
+// that swaps Proxy generations behind one listener. It is safe for
+// concurrent use.
+type Server struct {
+	opts ServerOptions // immutable after NewServer; Handler is set
+
+	idPrefix [16]byte      // random per server, hex: ids of the errors it answers
+	idSeq    atomic.Uint64 // error id counter
+
 	shutdown atomic.Bool // set once by Shutdown; never cleared
 
 	// mu guards listeners and conns.
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
 	conns     map[*serverConn]struct{}
+}
+
+// NewServer checks opts (Handler is required), fills defaults and returns a
+// Server.
+func NewServer(opts ServerOptions) (*Server, error) {
+	if opts.Handler == nil {
+		return nil, errors.New("proxy: ServerOptions.Handler is required")
+	}
+	if err := opts.check(); err != nil {
+		return nil, err
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{opts: opts, listeners: make(map[net.Listener]struct{}), conns: make(map[*serverConn]struct{})}
+	var rnd [8]byte
+	if _, err := rand.Read(rnd[:]); err != nil {
+		return nil, err
+	}
+	hex.Encode(s.idPrefix[:], rnd[:])
+	return s, nil
 }
 
 // Connection states, for Shutdown to tell idle connections from busy ones.
@@ -87,17 +122,19 @@ const (
 // 431, 501, 505). Use net/http's server for TLS listeners (HTTP/2).
 //
 // Serve blocks until ln fails or Shutdown is called, and then returns
-// http.ErrServerClosed. It may be called for several listeners.
-func (p *Proxy) Serve(ln net.Listener) error {
-	s := &p.srv
+// http.ErrServerClosed. It may be called for several listeners. Requests
+// go to Options.Server.Handler, or to the Proxy itself.
+func (p *Proxy) Serve(ln net.Listener) error { return p.srv.Serve(ln) }
+
+// Shutdown stops Serve gracefully; see [Server.Shutdown].
+func (p *Proxy) Shutdown(ctx context.Context) error { return p.srv.Shutdown(ctx) }
+
+// Serve is [Proxy.Serve] for the Server's handler.
+func (s *Server) Serve(ln net.Listener) error {
 	s.mu.Lock()
 	if s.shutdown.Load() {
 		s.mu.Unlock()
 		return http.ErrServerClosed
-	}
-	if s.listeners == nil {
-		s.listeners = make(map[net.Listener]struct{})
-		s.conns = make(map[*serverConn]struct{})
 	}
 	s.listeners[ln] = struct{}{}
 	s.mu.Unlock()
@@ -124,12 +161,12 @@ func (p *Proxy) Serve(ln net.Listener) error {
 			} else if backoff *= 2; backoff > time.Second {
 				backoff = time.Second
 			}
-			p.log.Debug("accept", "err", err, "retry_in", backoff)
+			s.opts.Logger.Debug("accept", "err", err, "retry_in", backoff)
 			time.Sleep(backoff)
 			continue
 		}
 		backoff = 0
-		c := p.newServerConn(nc)
+		c := s.newServerConn(nc)
 		s.mu.Lock()
 		if s.shutdown.Load() {
 			s.mu.Unlock()
@@ -147,8 +184,7 @@ func (p *Proxy) Serve(ln net.Listener) error {
 // close after the response), and waits until every connection is gone or
 // ctx ends, returning ctx's error in that case. Hijacked connections
 // (WebSocket tunnels) are not waited for. Serve cannot be used again.
-func (p *Proxy) Shutdown(ctx context.Context) error {
-	s := &p.srv
+func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.shutdown.Store(true)
 	var errs []error
@@ -229,7 +265,7 @@ func refreshDeadline(set func(time.Time) error, cur time.Time, timeout time.Dura
 // serverConn is one client connection of Serve and the request state it
 // reuses from one request to the next.
 type serverConn struct {
-	p     *Proxy
+	s     *Server
 	h     http.Handler
 	opts  *ServerOptions
 	nc    net.Conn
@@ -261,8 +297,8 @@ type serverConn struct {
 // headLine locates one header line's name and value in the head.
 type headLine struct{ name0, name1, val0, val1 int }
 
-func (p *Proxy) newServerConn(nc net.Conn) *serverConn {
-	c := &serverConn{p: p, nc: nc, remote: nc.RemoteAddr().String()}
+func (s *Server) newServerConn(nc net.Conn) *serverConn {
+	c := &serverConn{s: s, nc: nc, remote: nc.RemoteAddr().String()}
 	if tc, ok := nc.(*net.TCPConn); ok {
 		// Responses are written in one flush; Nagle would only delay them.
 		tc.SetNoDelay(true)
@@ -273,11 +309,8 @@ func (p *Proxy) newServerConn(nc net.Conn) *serverConn {
 
 // init sets up the reusable state; nc may be nil (parser tests).
 func (c *serverConn) init(nc net.Conn, src io.Reader, dst io.Writer) {
-	c.opts = &c.p.srvOpts
+	c.opts = &c.s.opts
 	c.h = c.opts.Handler
-	if c.h == nil {
-		c.h = c.p
-	}
 	c.rd = connReader{nc: nc, src: src}
 	c.wr = connWriter{nc: nc, dst: dst, timeout: c.opts.WriteTimeout}
 	c.br = bufio.NewReaderSize(&c.rd, 4<<10)
@@ -297,7 +330,7 @@ func (c *serverConn) serve() {
 	defer c.close()
 	defer func() {
 		if e := recover(); e != nil && e != http.ErrAbortHandler {
-			c.p.log.Error("panic serving request", "remote", c.remote, "panic", e)
+			c.s.opts.Logger.Error("panic serving request", "remote", c.remote, "panic", e)
 		}
 	}()
 	for {
@@ -317,7 +350,7 @@ func (c *serverConn) serve() {
 			return
 		}
 		c.state.Store(connIdle)
-		if c.p.srv.shutdown.Load() {
+		if c.s.shutdown.Load() {
 			return
 		}
 	}
@@ -329,7 +362,7 @@ func (c *serverConn) close() {
 	if !c.hijacked {
 		c.nc.Close()
 	}
-	s := &c.p.srv
+	s := c.s
 	s.mu.Lock()
 	delete(s.conns, c)
 	s.mu.Unlock()
@@ -748,8 +781,8 @@ func (c *serverConn) finishRequest() bool {
 // connection is closed.
 func (c *serverConn) writeServerError(status int, msg string) {
 	var idb [32]byte
-	n := c.p.idSeq.Add(1)
-	copy(idb[:16], c.p.idPrefix[:])
+	n := c.s.idSeq.Add(1)
+	copy(idb[:16], c.s.idPrefix[:])
 	const digits = "0123456789abcdef"
 	for i := 31; i >= 16; i-- {
 		idb[i] = digits[n&15]
@@ -1008,7 +1041,7 @@ func (w *respWriter) WriteHeader(code int) {
 			w.closeAfter = true // HTTP/1.0: the body ends when the connection does
 		}
 	}
-	if r.Close || w.c.p.srv.shutdown.Load() {
+	if r.Close || w.c.s.shutdown.Load() {
 		w.closeAfter = true
 	}
 	bw.WriteString(statusLine(code))

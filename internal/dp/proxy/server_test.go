@@ -473,7 +473,7 @@ func TestServerAllocs(t *testing.T) {
 	}
 	req := "GET /bench?x=1 HTTP/1.1\r\nHost: gw\r\nUser-Agent: wrk\r\napikey: key-7\r\n\r\n"
 	in := &loopReader{data: []byte(req)}
-	c := &serverConn{p: p, remote: "127.0.0.1:1"}
+	c := &serverConn{s: p.srv, remote: "127.0.0.1:1"}
 	c.init(nil, in, io.Discard)
 	c.state.Store(connIdle)
 	run := func() {
@@ -520,7 +520,7 @@ func FuzzServerParser(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		c := &serverConn{p: p, remote: "127.0.0.1:1"}
+		c := &serverConn{s: p.srv, remote: "127.0.0.1:1"}
 		c.init(nil, bytes.NewReader(data), io.Discard)
 		for range 8 {
 			r, status, _ := c.readRequest()
@@ -546,4 +546,50 @@ func FuzzServerParser(f *testing.F) {
 			c.state.Store(connIdle)
 		}
 	})
+}
+
+// TestNewServerInFront is the gateway's use: one Server on the listener,
+// its own handler choosing the Proxy generation per request.
+func TestNewServerInFront(t *testing.T) {
+	if _, err := NewServer(ServerOptions{}); err == nil {
+		t.Error("NewServer without a Handler succeeded")
+	}
+	if _, err := NewServer(ServerOptions{Handler: http.NotFoundHandler(), IdleTimeout: -1}); err == nil {
+		t.Error("negative IdleTimeout accepted")
+	}
+	up := newRawUpstream(t, fixedResponder(okResp))
+	tr, _ := NewTransport(TransportOptions{})
+	defer tr.Close()
+	p, err := New(Options{Transport: tr, Config: staticCfg(serviceFor(t, up.addr()))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var gen atomic.Pointer[Proxy]
+	gen.Store(p)
+	srv, err := NewServer(ServerOptions{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Front", "1")
+		gen.Load().ServeHTTP(w, r)
+	})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	resp, body := get(t, "http://"+ln.Addr().String()+"/x")
+	if resp.StatusCode != 200 || len(body) != 64 || resp.Header.Get("X-Front") != "1" || resp.Header.Get("Via") != "1.1 gantry" {
+		t.Errorf("got %d %q %v", resp.StatusCode, body, resp.Header)
+	}
+	http.DefaultClient.CloseIdleConnections()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		t.Error(err)
+	}
+	if err := <-done; err != http.ErrServerClosed {
+		t.Errorf("Serve: %v", err)
+	}
 }
