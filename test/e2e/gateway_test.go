@@ -54,6 +54,14 @@ func TestGatewayRouting(t *testing.T) {
 		{"d", map[string]any{"name": "header-v2", "paths": []string{"/h"}, "headers": map[string][]string{"x-version": {"v2"}}}},
 		{"d", map[string]any{"name": "https-only", "paths": []string{"/secure"}, "protocols": []string{"https"}}},
 		{"refused", map[string]any{"name": "refused", "paths": []string{"/refused"}}},
+		{"b", map[string]any{"name": "wildcard", "hosts": []string{"*.wild.example"}}},
+		{"c", map[string]any{"name": "regex-low", "paths": []string{`~/r/\d+$`}, "strip_path": false}},
+		{"d", map[string]any{"name": "regex-high", "paths": []string{`~/r/[0-9]+$`}, "strip_path": false, "regex_priority": 10}},
+		// The same pair created in the other order, so that a tie broken
+		// by age cannot pass for regex_priority.
+		{"d", map[string]any{"name": "regex-high-2", "paths": []string{`~/s/[0-9]+$`}, "strip_path": false, "regex_priority": 10}},
+		{"c", map[string]any{"name": "regex-low-2", "paths": []string{`~/s/\d+$`}, "strip_path": false}},
+		{"c", map[string]any{"name": "regex-strip", "paths": []string{`~/items/(?<id>\d+)`}}},
 	}
 	for _, r := range routes {
 		e.create(t, "services/"+r.service+"/routes", r.body)
@@ -77,6 +85,10 @@ func TestGatewayRouting(t *testing.T) {
 		{name: "method", method: "POST", path: "/m/1", wantUpstream: "c", wantPath: "/1", wantPrefix: "/m"},
 		{name: "header match beats a path-only route", method: "GET", path: "/h/z", header: http.Header{"X-Version": {"v2"}}, wantUpstream: "d", wantPath: "/z", wantPrefix: "/h"},
 		{name: "header value mismatch falls back", method: "GET", path: "/h/z", header: http.Header{"X-Version": {"v3"}}, wantUpstream: "c", wantPath: "/z", wantPrefix: "/h"},
+		{name: "wildcard host", method: "GET", path: "/w", host: "api.wild.example", wantUpstream: "b", wantPath: "/w"},
+		{name: "regex_priority decides between regex paths", method: "GET", path: "/r/5", wantUpstream: "d", wantPath: "/r/5"},
+		{name: "regex_priority, created first", method: "GET", path: "/s/5", wantUpstream: "d", wantPath: "/s/5"},
+		{name: "strip_path removes the regex match", method: "GET", path: "/items/42/rest", wantUpstream: "c", wantPath: "/rest", wantPrefix: "/items/42"},
 		{name: "no header falls back", method: "GET", path: "/h/z", wantUpstream: "c", wantPath: "/z", wantPrefix: "/h"},
 	}
 	for _, tt := range tests {
