@@ -38,24 +38,14 @@ the instance's certificate in <data-dir>/quickstart/, so a restart finds everyth
 		Args: cobra.NoArgs,
 	}
 	f := cmd.Flags()
-	f.String("listen", ":8080", "address of the HTTP API (host:port)")
-	f.String("cluster-listen", ":8005", "address of the cluster listener runtime instances connect to (host:port)")
-	f.String("data-dir", "./gantry-data", "directory of the embedded SQLite database and quickstart files, created if missing")
-	f.String("region", "us", "region this control plane serves")
-	f.String("proxy-listen", ":8000", "address of the runtime's plain HTTP proxy listener (host:port)")
-	f.String("proxy-tls-listen", ":8443", "address of the runtime's HTTPS proxy listener (host:port); \"off\" disables it")
-	f.String("status-listen", ":8100", "address of the runtime's status API (host:port)")
-	f.String("cache-dir", "", "runtime cache directory; <data-dir>/runtime when empty")
-	f.Duration("shutdown-timeout", 30*time.Second, "how long in-flight requests may run after a stop signal")
+	addControlPlaneFlags(f)
+	addRuntimeListenFlags(f, "", "runtime cache directory; <data-dir>/runtime when empty")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		if err := bindConfig(cmd); err != nil {
-			return err
-		}
-		log, err := newLogger(cmd, os.Stderr)
+		log, err := setup(cmd)
 		if err != nil {
 			return err
 		}
-		get := func(name string) string { v, _ := f.GetString(name); return v }
+		get := func(name string) string { return flagString(cmd, name) }
 		shutdown, _ := f.GetDuration("shutdown-timeout")
 		return runQuickstart(cmd.Context(), quickstartOptions{
 			listen: get("listen"), clusterListen: get("cluster-listen"), dataDir: get("data-dir"), region: get("region"),

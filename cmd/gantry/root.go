@@ -7,6 +7,7 @@ import (
 	"os"
 	"runtime/debug"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -116,6 +117,38 @@ func setFlagFromYAML(f *pflag.Flag, v any) error {
 		return sv.Replace(items)
 	}
 	return f.Value.Set(fmt.Sprint(v))
+}
+
+// setup binds the command's flags to the environment and --config file and builds its logger; every
+// command's RunE starts with it.
+func setup(cmd *cobra.Command) (*slog.Logger, error) {
+	if err := bindConfig(cmd); err != nil {
+		return nil, err
+	}
+	return newLogger(cmd, os.Stderr)
+}
+
+// flagString returns a string flag's value; the flag is defined by the command itself.
+func flagString(cmd *cobra.Command, name string) string {
+	v, _ := cmd.Flags().GetString(name)
+	return v
+}
+
+// Flags shared by the commands that run a control plane (serve, quickstart) or a runtime
+// (runtime, quickstart), so that their names, defaults and help stay the same everywhere.
+func addControlPlaneFlags(f *pflag.FlagSet) {
+	f.String("listen", ":8080", "address of the HTTP API (host:port)")
+	f.String("data-dir", "./gantry-data", "directory of the embedded SQLite database, created if missing")
+	f.String("region", "us", "region this control plane serves; each organization has one default runtime group per region")
+	f.String("cluster-listen", ":8005", "address of the cluster listener runtime instances connect to (mTLS WebSocket, /v1/outlet); empty disables it")
+	f.Duration("shutdown-timeout", 30*time.Second, "how long in-flight requests may run after a stop signal")
+}
+
+func addRuntimeListenFlags(f *pflag.FlagSet, cacheDir, cacheHelp string) {
+	f.String("proxy-listen", ":8000", "address of the plain HTTP proxy listener (host:port); \"off\" disables it")
+	f.String("proxy-tls-listen", ":8443", "address of the HTTPS proxy listener (host:port); \"off\" disables it")
+	f.String("status-listen", ":8100", "address of the runtime's status API: /status and /status/ready (host:port)")
+	f.String("cache-dir", cacheDir, cacheHelp)
 }
 
 // newLogger builds the process logger from --log-level and --log-format.

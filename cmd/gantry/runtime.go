@@ -54,24 +54,18 @@ state; GET /status/ready answers 200 once a configuration is loaded and 503 befo
 	f.String("key", "", "PEM file of the client certificate's private key; required")
 	f.String("ca", "", "PEM file of the CA(s) that sign the control plane's certificate; the system roots when empty")
 	f.String("server-name", "", "name the control plane's certificate must carry; the host of --control-plane when empty")
-	f.String("proxy-listen", ":8000", "address of the plain HTTP proxy listener (host:port); \"off\" disables it")
-	f.String("proxy-tls-listen", ":8443", "address of the HTTPS proxy listener (host:port); \"off\" disables it")
-	f.String("status-listen", ":8100", "address of the status API: /status and /status/ready (host:port)")
-	f.String("cache-dir", "./gantry-runtime", "directory of the node id and the last applied configuration, created if missing")
+	addRuntimeListenFlags(f, "./gantry-runtime", "directory of the node id and the last applied configuration, created if missing")
 	f.StringArray("label", nil, "label k=v announced to the control plane; repeat the flag for several")
 	f.String("hostname", "", "host name reported to the control plane; the machine's when empty")
 	f.StringSlice("trusted-ips", nil, "addresses or CIDRs of proxies whose X-Forwarded-* headers are trusted")
 	f.Duration("ping-interval", agent.DefaultPingInterval, "how often the instance pings the control plane with its configuration hash")
 	f.Duration("shutdown-timeout", 30*time.Second, "how long in-flight requests may run after a stop signal")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		if err := bindConfig(cmd); err != nil {
-			return err
-		}
-		log, err := newLogger(cmd, os.Stderr)
+		log, err := setup(cmd)
 		if err != nil {
 			return err
 		}
-		get := func(name string) string { v, _ := f.GetString(name); return v }
+		get := func(name string) string { return flagString(cmd, name) }
 		cfg, err := runtimeTLS(get("control-plane"), get("cert"), get("key"), get("ca"), get("server-name"))
 		if err != nil {
 			return err

@@ -2,7 +2,6 @@ package main
 
 import (
 	"os"
-	"time"
 
 	"github.com/gantry-gw/gantry/internal/cp/server"
 	"github.com/spf13/cobra"
@@ -28,25 +27,18 @@ requests finish, then the database is closed.`,
 		Args: cobra.NoArgs,
 	}
 	f := cmd.Flags()
-	f.String("listen", ":8080", "address of the HTTP API (host:port)")
-	f.String("data-dir", "./gantry-data", "directory of the embedded SQLite database, created if missing")
+	addControlPlaneFlags(f)
 	f.String("database-url", "", "PostgreSQL URL (postgres://user:pass@host:5432/db); when set, SQLite is not used")
-	f.String("region", "us", "region this control plane serves; each organization has one default runtime group per region")
 	f.String("org-name", "Default Organization", "name of the organization created on first start")
 	f.String("cluster-endpoint", "https://localhost:8005", "URL runtime instances use to reach this control plane, shown in each runtime group's config")
-	f.String("cluster-listen", ":8005", "address of the cluster listener runtime instances connect to (mTLS WebSocket, /v1/outlet); empty disables it")
 	f.String("cluster-ca-cert", "", "PEM file of a CA to use for the cluster instead of the one generated on first start (needs --cluster-ca-key)")
 	f.String("cluster-ca-key", "", "PEM file of the private key of --cluster-ca-cert")
-	f.Duration("shutdown-timeout", 30*time.Second, "how long in-flight requests may run after a stop signal")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		if err := bindConfig(cmd); err != nil {
-			return err
-		}
-		log, err := newLogger(cmd, os.Stderr)
+		log, err := setup(cmd)
 		if err != nil {
 			return err
 		}
-		get := func(name string) string { v, _ := f.GetString(name); return v }
+		get := func(name string) string { return flagString(cmd, name) }
 		timeout, _ := f.GetDuration("shutdown-timeout")
 		return server.Run(cmd.Context(), server.Options{
 			Listen: get("listen"), DataDir: get("data-dir"), DatabaseURL: get("database-url"), Region: get("region"),
