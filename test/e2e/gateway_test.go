@@ -167,6 +167,54 @@ func TestGatewayRouting(t *testing.T) {
 	}
 }
 
+// TestGatewayForwardedHeaders checks the X-Forwarded-* headers the upstream
+// gets, with and without --trusted-ips covering the client: the client's
+// X-Forwarded-For is always extended with its address; its other
+// X-Forwarded-* values are passed on only when it is trusted.
+func TestGatewayForwardedHeaders(t *testing.T) {
+	up := newEcho(t, "up")
+	client := http.Header{"X-Forwarded-For": {"203.0.113.7"}, "X-Forwarded-Proto": {"https"},
+		"X-Forwarded-Host": {"edge.example"}, "X-Forwarded-Port": {"8443"}, "X-Forwarded-Prefix": {"/outer"}}
+	tests := []struct {
+		name    string
+		trusted []string
+		want    func(port string) map[string]string
+	}{
+		{"untrusted client", nil, func(port string) map[string]string {
+			return map[string]string{"X-Forwarded-For": "203.0.113.7, 127.0.0.1", "X-Forwarded-Proto": "http",
+				"X-Forwarded-Host": "fwd.example", "X-Forwarded-Port": port, "X-Forwarded-Prefix": "/fwd", "X-Real-Ip": "127.0.0.1"}
+		}},
+		{"trusted client", []string{"--trusted-ips", "127.0.0.0/8"}, func(string) map[string]string {
+			return map[string]string{"X-Forwarded-For": "203.0.113.7, 127.0.0.1", "X-Forwarded-Proto": "https",
+				"X-Forwarded-Host": "edge.example", "X-Forwarded-Port": "8443", "X-Forwarded-Prefix": "/outer"}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newGatewayEnv(t, "forwarded", tt.trusted...)
+			e.create(t, "services", map[string]any{"name": "up", "url": up.URL})
+			e.create(t, "services/up/routes", map[string]any{"name": "fwd", "paths": []string{"/fwd"}})
+			e.converge(t)
+			req := mustRequest(t, "GET", e.proxyURL("/fwd/x"), nil)
+			req.Host = "fwd.example"
+			for k, v := range client {
+				req.Header[k] = v
+			}
+			res, body := e.send(t, req)
+			if res.StatusCode != 200 {
+				t.Fatalf("%d %s", res.StatusCode, body)
+			}
+			s := decodeSeen(t, body)
+			_, port, _ := net.SplitHostPort(e.rt.proxy)
+			for k, v := range tt.want(port) {
+				if got := strings.Join(s.Header[k], ", "); got != v {
+					t.Errorf("upstream %s = %q, want %q", k, got, v)
+				}
+			}
+		})
+	}
+}
+
 // TestGatewayErrorFormats checks the gateway's own error answers follow
 // the client's Accept header as Kong's do: JSON by default, HTML, XML or
 // plain text when asked, each carrying the message and the request id.

@@ -29,8 +29,8 @@ type gatewayEnv struct {
 
 // newGatewayEnv starts gantry serve on a fresh data directory, creates a
 // group, has the control plane issue a client certificate for it and starts
-// gantry runtime with it.
-func newGatewayEnv(t *testing.T, name string) *gatewayEnv {
+// gantry runtime with it, adding runtimeArgs to its flags.
+func newGatewayEnv(t *testing.T, name string, runtimeArgs ...string) *gatewayEnv {
 	t.Helper()
 	base, cluster := "http://"+freeAddr(t), freeAddr(t)
 	cp := startControlPlane(t, t.TempDir(), base, cluster, "")
@@ -42,6 +42,7 @@ func newGatewayEnv(t *testing.T, name string) *gatewayEnv {
 	rt.args = []string{"runtime", "--control-plane", cluster, "--cert", certs.cert, "--key", certs.key, "--ca", certs.ca,
 		"--server-name", "localhost", "--proxy-listen", rt.proxy, "--proxy-tls-listen", tlsAddr, "--status-listen", rt.status,
 		"--cache-dir", rt.cacheDir, "--ping-interval", "1s"}
+	rt.args = append(rt.args, runtimeArgs...)
 	rt.proc = start(t, []string{"GANTRY_LOG_LEVEL=info"}, rt.args...)
 	rt.waitOutput(regexp.MustCompile(`status: +http://`), 20*time.Second)
 	waitFor(t, "the runtime connected", func() bool { return rt.getStatus(t)["connected"] == true })
