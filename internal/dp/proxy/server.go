@@ -216,6 +216,28 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 }
 
+// Close stops Serve at once: it closes the listeners and every connection,
+// idle or busy (requests in flight fail), as net/http's Server.Close does.
+// Use it after a Shutdown whose context ended. Unlike net/http it also
+// closes hijacked connections whose handler is still running (a proxied
+// WebSocket), so nothing outlives the server.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.shutdown.Store(true)
+	var errs []error
+	for ln := range s.listeners {
+		if err := ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+			errs = append(errs, err)
+		}
+	}
+	for c := range s.conns {
+		c.state.Store(connClosed)
+		c.nc.Close()
+	}
+	return errors.Join(errs...)
+}
+
 // connReader is the connection's read side under its bufio.Reader. Before a
 // read that reaches the socket it moves the read deadline to now+timeout,
 // but only when that moves it by more than a slack, so a busy keep-alive

@@ -439,6 +439,55 @@ func TestServerShutdownDeadline(t *testing.T) {
 	}
 }
 
+// TestServerCloseAfterDeadline checks that Close ends what a Shutdown past
+// its deadline left: the stuck request's connection, and an idle keep-alive
+// one, and that Serve returns.
+func TestServerCloseAfterDeadline(t *testing.T) {
+	block := make(chan struct{})
+	defer close(block)
+	srv, err := NewServer(ServerOptions{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/block" {
+			<-block
+		}
+	})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	busy, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	io.WriteString(busy, "GET /block HTTP/1.1\r\nHost: h\r\n\r\n")
+	time.Sleep(50 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != context.DeadlineExceeded {
+		t.Fatalf("Shutdown = %v, want deadline exceeded with a request stuck", err)
+	}
+	if err := srv.Close(); err != nil {
+		t.Errorf("Close: %v", err)
+	}
+	busy.SetReadDeadline(time.Now().Add(2 * time.Second))
+	if n, err := busy.Read(make([]byte, 1)); err == nil || isNetTimeout(err) {
+		t.Errorf("busy connection still open after Close: read %d, %v", n, err)
+	}
+	select {
+	case err := <-done:
+		if err != http.ErrServerClosed {
+			t.Errorf("Serve: %v", err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("Serve did not return after Close")
+	}
+}
+
 func TestServerPanicClosesConnection(t *testing.T) {
 	addr, _ := serveRaw(t, ServerOptions{}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/panic" {
