@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -952,4 +953,51 @@ func pattern(n int) []byte {
 		b[i] = byte(x)
 	}
 	return b
+}
+
+// TestGatewayRejectedRevision configures, through the API, a plugin the
+// runtime cannot build (file-log into a directory that does not exist):
+// the runtime keeps serving its previous revision, the control plane's
+// nodes API shows the instance apply_failed with the reason, and the next
+// good revision is applied.
+func TestGatewayRejectedRevision(t *testing.T) {
+	e := newGatewayEnv(t, "rejected")
+	up := newEcho(t, "up")
+	e.create(t, "services", map[string]any{"name": "up", "url": up.URL})
+	e.create(t, "services/up/routes", map[string]any{"name": "ok", "paths": []string{"/ok"}})
+	good := e.converge(t)
+	node := func() map[string]any {
+		code, out := e.cp.call(t, "GET", "/v2/runtime-groups/"+e.group+"/nodes", nil)
+		data, _ := out["items"].([]any)
+		if code != 200 || len(data) != 1 {
+			t.Fatalf("nodes: %d %v", code, out)
+		}
+		return data[0].(map[string]any)
+	}
+
+	bad := e.create(t, "routes/ok/plugins", map[string]any{"name": "file-log",
+		"config": map[string]any{"path": filepath.Join(t.TempDir(), "missing", "access.log")}})
+	waitFor(t, "the control plane to see the failure", func() bool { return node()["status"] == "apply_failed" })
+	n := node()
+	if msg, _ := n["last_error"].(string); !strings.Contains(msg, "file-log") {
+		t.Errorf("last_error %v does not name the plugin", n["last_error"])
+	}
+	if st := e.rt.getStatus(t); st["configuration_hash"] != good {
+		t.Fatalf("the runtime left its good revision: %v", st)
+	}
+	for range 3 {
+		if res, body := e.send(t, mustRequest(t, "GET", e.proxyURL("/ok/x"), nil)); res.StatusCode != 200 {
+			t.Fatalf("the previous revision stopped serving: %d %s", res.StatusCode, body)
+		}
+	}
+
+	if code, out := e.admin(t, "DELETE", "plugins/"+bad["id"].(string), nil); code != 204 {
+		t.Fatalf("delete the plugin: %d %v", code, out)
+	}
+	e.create(t, "services/up/routes", map[string]any{"name": "new", "paths": []string{"/new"}})
+	e.converge(t)
+	waitFor(t, "the node in sync", func() bool { return node()["status"] == "in_sync" })
+	if res, body := e.send(t, mustRequest(t, "GET", e.proxyURL("/new/x"), nil)); res.StatusCode != 200 {
+		t.Fatalf("the next good revision: %d %s", res.StatusCode, body)
+	}
 }
