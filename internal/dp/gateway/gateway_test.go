@@ -581,3 +581,53 @@ func TestNewChecksOptions(t *testing.T) {
 		t.Error("second Start succeeded")
 	}
 }
+
+// TestCloseForcesAfterTimeout checks that Close does not wait past
+// ShutdownTimeout for a request stuck on its upstream: the plain listener's
+// connections are closed and Close reports the deadline.
+func TestCloseForcesAfterTimeout(t *testing.T) {
+	release := make(chan struct{})
+	stuck := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-release }))
+	defer stuck.Close()
+	defer close(release)
+	sh, sp := hostPort(t, stuck)
+	g, err := New(Options{ProxyListen: "127.0.0.1:0", ProxyTLSListen: Off, ShutdownTimeout: 200 * time.Millisecond,
+		LookupEnv: func(string) (string, bool) { return "", false }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	apply(t, g, map[string]any{
+		"services": arr(service(1, sh, sp, nil)),
+		"routes":   arr(route(1, 1, map[string]any{"paths": arr("/")})),
+	}, "stuck")
+	gen := g.cur.Load()
+	failed := make(chan error, 1)
+	go func() {
+		resp, err := client.Get(baseURL(g) + "/x")
+		if err == nil {
+			resp.Body.Close()
+		}
+		failed <- err
+	}()
+	for gen.refs.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	start := time.Now()
+	if err := g.Close(); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Close = %v, want the shutdown deadline", err)
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("Close took %v with ShutdownTimeout 200ms", took)
+	}
+	select {
+	case err := <-failed:
+		if err == nil {
+			t.Error("the stuck request got a response after a forced Close")
+		}
+	case <-time.After(3 * time.Second):
+		t.Error("the stuck request's connection was not closed")
+	}
+}
