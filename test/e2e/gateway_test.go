@@ -55,6 +55,7 @@ func TestGatewayRouting(t *testing.T) {
 		{"d", map[string]any{"name": "header-v2", "paths": []string{"/h"}, "headers": map[string][]string{"x-version": {"v2"}}}},
 		{"d", map[string]any{"name": "https-only", "paths": []string{"/secure"}, "protocols": []string{"https"}}},
 		{"refused", map[string]any{"name": "refused", "paths": []string{"/refused"}}},
+		{"d", map[string]any{"name": "https-redirect", "paths": []string{"/moved"}, "protocols": []string{"https"}, "https_redirect_status_code": 308}},
 		{"b", map[string]any{"name": "wildcard", "hosts": []string{"*.wild.example"}}},
 		{"c", map[string]any{"name": "regex-low", "paths": []string{`~/r/\d+$`}, "strip_path": false}},
 		{"d", map[string]any{"name": "regex-high", "paths": []string{`~/r/[0-9]+$`}, "strip_path": false, "regex_priority": 10}},
@@ -166,6 +167,18 @@ func TestGatewayRouting(t *testing.T) {
 			}
 		})
 	}
+
+	t.Run("https_redirect_status_code", func(t *testing.T) {
+		// Kong redirects to https on the forwarded host (no port) with
+		// the request URI as received.
+		req := mustRequest(t, "GET", e.proxyURL("/moved/x?q=1"), nil)
+		req.Host = "redirect.example:8000"
+		res, body := e.send(t, req)
+		want := "https://redirect.example/moved/x?q=1"
+		if res.StatusCode != 308 || res.Header.Get("Location") != want {
+			t.Fatalf("%d Location %q (%s), want 308 %q", res.StatusCode, res.Header.Get("Location"), body, want)
+		}
+	})
 }
 
 // TestGatewayForwardedHeaders checks the X-Forwarded-* headers the upstream
