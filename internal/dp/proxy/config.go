@@ -37,6 +37,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/gantry-gw/gantry/internal/dp/balancer"
 	"github.com/gantry-gw/gantry/internal/dp/plugin"
 )
 
@@ -261,12 +262,49 @@ func (s StaticResolver) Resolve(_ *http.Request, m *Match) { m.Service = s.Servi
 // be safe for concurrent use. attempt counts from 0; a balancer should pick a
 // different peer on later attempts when it can. Errors should wrap
 // ErrNoPeer (503 "failure to get a peer from the ring-balancer") or
-// ErrNameResolution (503 "name resolution failed").
+// ErrNameResolution (503 "name resolution failed"). A Balancer that needs
+// state across the tries of one request, or the response status, also
+// implements AttemptBalancer.
 type Balancer interface {
 	Pick(r *http.Request, attempt int) (addr string, err error)
 	// Report tells the balancer how an attempt against addr went: err is nil
 	// on success, a connection error or timeout otherwise (passive health).
 	Report(addr string, err error)
+}
+
+// Attempt is one request's state across its tries: the proxy owns one per
+// request (pooled, zeroed before the first try) and hands the same Attempt
+// to every PickAttempt and ReportAttempt of that request, so a balancer can
+// remember what it already tried without allocating.
+type Attempt struct {
+	// Try counts the tries made before the current one, from 0. The proxy
+	// sets it; balancers read it.
+	Try int
+	// Select is the balancer's selection state (targets already tried, the
+	// request's hash), kept across tries.
+	Select balancer.Attempt
+	// Peer is what the balancer picked for the current try, for its own
+	// use in ReportAttempt (e.g. a *balancer.Target). The proxy does not
+	// read it.
+	Peer any
+}
+
+// AttemptBalancer is a Balancer that keeps per-request state across
+// retries and learns the status of each response, which passive health
+// checks need (http_statuses, http_failures). When a Service's Balancer
+// implements it, the proxy calls these methods instead of Pick and Report.
+type AttemptBalancer interface {
+	Balancer
+	// PickAttempt picks the peer address for the next try of the request
+	// whose state is a. Errors are as Pick's.
+	PickAttempt(r *http.Request, a *Attempt) (addr string, err error)
+	// ReportAttempt ends the try picked last on a, exactly once per
+	// successful PickAttempt. status is the upstream's response status
+	// when its head arrived (err nil); err is the connection error or
+	// timeout otherwise (status 0). status 0 with a nil err means the try
+	// ended for a reason that is not the peer's (the client's body failed,
+	// a pooled connection went stale): no health verdict.
+	ReportAttempt(a *Attempt, status int, err error)
 }
 
 // Errors a Balancer returns (wrapped) to select Kong's 503 bodies.

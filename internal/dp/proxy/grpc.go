@@ -58,14 +58,6 @@ var grpcHopHeaders = map[string]bool{
 // the HTTP/1.1 fast path and uses net/http's HTTP/2 client.
 func (p *Proxy) serveGRPC(w http.ResponseWriter, r *http.Request, st *reqState, svc *Service, names *headerNames, start time.Time) {
 	fi := &st.fi
-	addr := svc.addr
-	var err error
-	if svc.Balancer != nil {
-		if addr, err = svc.Balancer.Pick(r, 0); err != nil {
-			p.upstreamError(w, r, st, names, start, err, fi.reqID)
-			return
-		}
-	}
 	target := st.match.Path
 	if target == "" {
 		target = requestPath(r)
@@ -76,6 +68,11 @@ func (p *Proxy) serveGRPC(w http.ResponseWriter, r *http.Request, st *reqState, 
 	u, err := url.ParseRequestURI(target)
 	if err != nil {
 		p.writeError(w, r, st, names, start, http.StatusBadRequest, "Bad request", fi.reqID)
+		return
+	}
+	addr, err := st.pickPeer(svc, r)
+	if err != nil {
+		p.upstreamError(w, r, st, names, start, err, fi.reqID)
 		return
 	}
 	u.Scheme, u.Host = "http", addr
@@ -118,9 +115,7 @@ func (p *Proxy) serveGRPC(w http.ResponseWriter, r *http.Request, st *reqState, 
 	upStart := time.Now()
 	resp, err := p.tr.h2Transport(svc).RoundTrip(out)
 	if err != nil {
-		if svc.Balancer != nil {
-			svc.Balancer.Report(addr, err)
-		}
+		st.reportPeer(svc, addr, 0, err)
 		var ne net.Error
 		if errors.As(err, &ne) || strings.Contains(err.Error(), "dial") {
 			err = &dialError{addr: addr, err: err}
@@ -131,9 +126,7 @@ func (p *Proxy) serveGRPC(w http.ResponseWriter, r *http.Request, st *reqState, 
 	defer resp.Body.Close()
 	headAt := time.Now()
 	st.upLatency = headAt.Sub(upStart)
-	if svc.Balancer != nil {
-		svc.Balancer.Report(addr, nil)
-	}
+	st.reportPeer(svc, addr, resp.StatusCode, nil)
 	wh := w.Header()
 	for k, vv := range resp.Header {
 		if !grpcHopHeaders[k] {

@@ -126,6 +126,38 @@ type reqState struct {
 	// upLatency is the time spent waiting for the upstream, for the log phase.
 	upLatency time.Duration
 	sent      int64 // response body bytes written, for the log phase
+
+	// attempt is the balancer state across the request's tries.
+	attempt Attempt
+}
+
+// pickPeer picks the peer address of the request's next try: the service's
+// own address, or its balancer's choice.
+func (st *reqState) pickPeer(svc *Service, r *http.Request) (string, error) {
+	switch b := svc.Balancer.(type) {
+	case nil:
+		return svc.addr, nil
+	case AttemptBalancer:
+		return b.PickAttempt(r, &st.attempt)
+	default:
+		return b.Pick(r, st.attempt.Try)
+	}
+}
+
+// reportPeer ends the current try against addr with the upstream's status
+// (its head arrived) or the error that ended it; see
+// AttemptBalancer.ReportAttempt. A plain Balancer gets no report for a try
+// that ended without a verdict, as before statuses were reported.
+func (st *reqState) reportPeer(svc *Service, addr string, status int, err error) {
+	switch b := svc.Balancer.(type) {
+	case nil:
+	case AttemptBalancer:
+		b.ReportAttempt(&st.attempt, status, err)
+	default:
+		if status != 0 || err != nil {
+			b.Report(addr, err)
+		}
+	}
 }
 
 var statePool = sync.Pool{New: func() any {
@@ -274,16 +306,16 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		upStart time.Time
 		err     error
 		addr    string
-		fresh   bool // dial, bypassing the pool, after a stale connection failed
+		pick    = true // pick a peer: the first try, or a retry after a failure
+		fresh   bool   // dial, bypassing the pool, after a stale connection failed
 	)
-	retries := 0
 	for {
-		addr = svc.addr
-		if svc.Balancer != nil {
-			if addr, err = svc.Balancer.Pick(r, retries); err != nil {
+		if pick {
+			if addr, err = st.pickPeer(svc, r); err != nil {
 				p.upstreamError(w, r, st, names, start, err, reqID)
 				return
 			}
+			pick = false
 		}
 		pool := p.tr.poolFor(addr, svc)
 		upStart = time.Now()
@@ -294,18 +326,20 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			c, err = pool.get(r.Context(), svc.ConnectTimeout)
 		}
 		if err != nil {
-			if svc.Balancer != nil {
-				svc.Balancer.Report(addr, err)
-			}
-			if retries < svc.Retries && r.Context().Err() == nil {
-				retries++
+			st.reportPeer(svc, addr, 0, err)
+			if st.attempt.Try < svc.Retries && r.Context().Err() == nil {
+				// Kong retries connection failures only, each on a new
+				// pick, which the balancer steers away from tried peers.
+				st.attempt.Try++
+				pick, fresh = true, false
 				continue
 			}
 			p.upstreamError(w, r, st, names, start, err, reqID)
 			return
 		}
 		if c.reused && !replayable && c.stale() {
-			// Bodies cannot be replayed, so check before sending one.
+			// Bodies cannot be replayed, so check before sending one. The
+			// same peer is tried again on a new connection.
 			c.close()
 			fresh = true
 			continue
@@ -318,27 +352,27 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		c.close()
 		var cbe *clientBodyError
 		if errors.As(err, &cbe) {
+			st.reportPeer(svc, addr, 0, nil) // the client's fault, not the peer's
 			p.log.Debug("client body", "err", err)
 			p.writeError(w, r, st, names, start, http.StatusBadRequest, "Bad request", reqID)
 			return
 		}
 		if c.reused && !got && replayable && !isTimeout(err) {
 			// The pooled connection was closed by the upstream while idle:
-			// the request never reached it, so send it again on a new one.
+			// the request never reached it, so send it again on a new one
+			// to the same peer.
 			fresh = true
 			continue
 		}
-		if svc.Balancer != nil {
-			svc.Balancer.Report(addr, err)
-		}
+		st.reportPeer(svc, addr, 0, err)
 		p.upstreamError(w, r, st, names, start, err, reqID)
 		return
 	}
 	headAt := time.Now()
 	st.upLatency = headAt.Sub(upStart)
-	if svc.Balancer != nil {
-		svc.Balancer.Report(addr, nil)
-	}
+	// Passive health counts the status the upstream answered, before any
+	// plugin changes it.
+	st.reportPeer(svc, addr, st.head.status, nil)
 
 	h := &st.head
 	if fi.upgrade && h.status == http.StatusSwitchingProtocols {
@@ -512,6 +546,7 @@ func (p *Proxy) release(st *reqState) {
 		plugin.ReleaseCtx(st.pc)
 	}
 	st.pc, st.chain, st.upLatency, st.sent = nil, nil, 0, 0
+	st.attempt = Attempt{}
 	st.match = Match{}
 	st.fi = fwdInfo{}
 	st.body = bodyReader{}

@@ -1,0 +1,136 @@
+package proxy
+
+import (
+	"errors"
+	"net"
+	"net/http"
+	"sync"
+	"testing"
+)
+
+// recordingBalancer is an AttemptBalancer over a fixed list of peers: try n
+// goes to peers[n] (the last one past the end). It records every pick and
+// report, and which Attempt each came with.
+type recordingBalancer struct {
+	peers []string
+
+	// mu guards the records below.
+	mu       sync.Mutex
+	attempts []*Attempt // the Attempt of each pick
+	tries    []int      // a.Try at each pick
+	statuses []int      // status of each report
+	errs     []error    // err of each report
+	legacy   int        // calls of the plain Pick/Report
+}
+
+func (b *recordingBalancer) Pick(*http.Request, int) (string, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.legacy++
+	return b.peers[0], nil
+}
+
+func (b *recordingBalancer) Report(string, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.legacy++
+}
+
+func (b *recordingBalancer) PickAttempt(_ *http.Request, a *Attempt) (string, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.attempts = append(b.attempts, a)
+	b.tries = append(b.tries, a.Try)
+	a.Peer = a.Try // what a real balancer would remember of its pick
+	return b.peers[min(a.Try, len(b.peers)-1)], nil
+}
+
+func (b *recordingBalancer) ReportAttempt(a *Attempt, status int, err error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if a.Peer != a.Try {
+		b.errs = append(b.errs, errors.New("report does not follow its pick"))
+	}
+	b.statuses = append(b.statuses, status)
+	b.errs = append(b.errs, err)
+}
+
+// TestAttemptBalancer checks the per-request attempt seam: retries of one
+// request share one Attempt whose Try counts up, every pick is reported
+// once, connection failures come with their error, and the upstream's
+// status reaches the balancer (passive health needs it), whatever it is.
+func TestAttemptBalancer(t *testing.T) {
+	bothServers(t, func(t *testing.T, sk serverKind) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		refused := ln.Addr().String()
+		ln.Close()
+		ok := newRawUpstream(t, fixedResponder(okResp))
+		failing := newRawUpstream(t, fixedResponder("HTTP/1.1 500 Internal Server Error\r\nContent-Length: 4\r\n\r\nfail"))
+		tests := []struct {
+			name     string
+			peers    []string
+			retries  int
+			status   int   // what the client gets
+			tries    []int // a.Try at each pick
+			statuses []int // reported statuses, 0 for a failed try
+			failed   []bool
+		}{
+			{"first try", []string{ok.addr()}, 5, 200, []int{0}, []int{200}, []bool{false}},
+			{"500 is reported", []string{failing.addr()}, 5, 500, []int{0}, []int{500}, []bool{false}},
+			{"retries pick again", []string{refused, refused, ok.addr()}, 5, 200, []int{0, 1, 2}, []int{0, 0, 200}, []bool{true, true, false}},
+			{"out of retries", []string{refused, refused, ok.addr()}, 1, 502, []int{0, 1}, []int{0, 0}, []bool{true, true}},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				bal := &recordingBalancer{peers: tt.peers}
+				svc := serviceFor(t, ok.addr())
+				svc.Retries = tt.retries
+				svc.Balancer = bal
+				env := newEnv(t, sk, staticCfg(svc), TransportOptions{})
+				resp, _ := get(t, env.url+"/")
+				if resp.StatusCode != tt.status {
+					t.Errorf("status %d, want %d", resp.StatusCode, tt.status)
+				}
+				bal.mu.Lock()
+				defer bal.mu.Unlock()
+				if bal.legacy != 0 {
+					t.Errorf("plain Pick/Report called %d times on an AttemptBalancer", bal.legacy)
+				}
+				if !equalInts(bal.tries, tt.tries) {
+					t.Errorf("tries at each pick %v, want %v", bal.tries, tt.tries)
+				}
+				for i, a := range bal.attempts {
+					if a != bal.attempts[0] {
+						t.Errorf("pick %d got another Attempt than the first", i)
+					}
+				}
+				if !equalInts(bal.statuses, tt.statuses) {
+					t.Errorf("reported statuses %v, want %v", bal.statuses, tt.statuses)
+				}
+				if len(bal.errs) != len(tt.failed) {
+					t.Fatalf("%d reports for %d picks: %v", len(bal.errs), len(tt.failed), bal.errs)
+				}
+				for i, e := range bal.errs {
+					if (e != nil) != tt.failed[i] {
+						t.Errorf("report %d: err %v, want failed=%v", i, e, tt.failed[i])
+					}
+				}
+			})
+		}
+	})
+}
+
+func equalInts(a, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
