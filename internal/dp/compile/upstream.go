@@ -39,21 +39,68 @@ type targetRef struct {
 	h *health.Target
 }
 
-var _ proxy.Balancer = (*Upstream)(nil)
+var _ proxy.AttemptBalancer = (*Upstream)(nil)
 
-// Pick implements proxy.Balancer. The proxy interface carries no state
-// between the attempts of one request, so attempt n replays n earlier picks
-// on a local balancer.Attempt to reach the same "avoid targets already
-// tried" choice a stateful caller would get; the replayed picks are released
-// at once. Consistent hashing reads the client address, headers, path and
-// query of r; hashing on a consumer or a regex capture needs the plugin and
-// router context the proxy does not pass yet, so those inputs hash as
-// absent (the fallback, then the empty key).
+// PickAttempt implements proxy.AttemptBalancer: every try of a request
+// picks on the request's own balancer.Attempt, so a retry goes to a target
+// not tried yet whenever a healthy one is left, whatever other requests
+// picked in between. The picked target is kept in a.Peer for
+// ReportAttempt. Consistent hashing reads the client address, headers, path
+// and query of r on the first try; hashing on a consumer or a regex capture
+// needs the plugin and router context the proxy does not pass yet, so
+// those inputs hash as absent (the fallback, then the empty key).
+func (u *Upstream) PickAttempt(r *http.Request, a *proxy.Attempt) (string, error) {
+	sel := &a.Select
+	if sel.Tries() == 0 && u.Balancer.Algorithm() == balancer.AlgorithmConsistentHashing {
+		sel.Key = u.hashKey(r)
+	}
+	t, err := u.Balancer.Pick(sel)
+	if err != nil {
+		a.Peer = nil
+		return "", fmt.Errorf("upstream %s: %w: %w", u.Name, proxy.ErrNoPeer, err)
+	}
+	a.Peer = t
+	return t.Address, nil
+}
+
+// ReportAttempt implements proxy.AttemptBalancer: it ends the pick
+// (least-connections accounting) and feeds passive health checks with the
+// response status, or the connection failure or timeout.
+func (u *Upstream) ReportAttempt(a *proxy.Attempt, status int, err error) {
+	t, ok := a.Peer.(*balancer.Target)
+	if !ok || t == nil {
+		return
+	}
+	a.Peer = nil
+	u.Balancer.Done(t)
+	ref, ok := u.byAddr[t.Address]
+	if !ok || ref.h == nil {
+		return
+	}
+	switch {
+	case err != nil && isTimeout(err):
+		ref.h.ReportTimeout()
+	case err != nil:
+		ref.h.ReportTCPFailure()
+	case status != 0:
+		ref.h.ReportStatus(status)
+	}
+}
+
+func (u *Upstream) hashKey(r *http.Request) string {
+	in := balancer.HashInput{Header: r.Header, Path: r.URL.Path, RawQuery: r.URL.RawQuery, ClientIP: clientIP(r.RemoteAddr)}
+	key, _ := u.Balancer.HashKey(&in)
+	return key
+}
+
+// Pick implements proxy.Balancer for callers without per-request state.
+// Attempt n replays n earlier picks on a local balancer.Attempt to reach
+// the "avoid targets already tried" choice; the replayed picks are
+// released at once. The proxy uses PickAttempt instead.
 func (u *Upstream) Pick(r *http.Request, attempt int) (string, error) {
 	var a balancer.Attempt
 	if u.Balancer.Algorithm() == balancer.AlgorithmConsistentHashing {
-		in := balancer.HashInput{Header: r.Header, Path: r.URL.Path, RawQuery: r.URL.RawQuery, ClientIP: clientIP(r.RemoteAddr)}
-		a.Key, _ = u.Balancer.HashKey(&in)
+		a.Key = u.hashKey(r)
 	}
 	for i := 0; ; i++ {
 		t, err := u.Balancer.Pick(&a)
@@ -68,9 +115,8 @@ func (u *Upstream) Pick(r *http.Request, attempt int) (string, error) {
 }
 
 // Report implements proxy.Balancer: it ends the pick (least-connections
-// accounting) and feeds passive health checks. A nil err is a response head
-// received; the proxy does not pass the status, so passive checks count
-// only connection failures and timeouts for now.
+// accounting) and feeds passive health checks with connection failures and
+// timeouts. It gets no status; ReportAttempt does.
 func (u *Upstream) Report(addr string, err error) {
 	ref, ok := u.byAddr[addr]
 	if !ok {
