@@ -631,3 +631,55 @@ func TestCloseForcesAfterTimeout(t *testing.T) {
 		t.Error("the stuck request's connection was not closed")
 	}
 }
+
+// TestPassiveHealthTakesOutFailingTarget checks passive health checks on
+// HTTP statuses through the gateway: a target answering 500 is counted on
+// every response it gives and leaves rotation after http_failures of them;
+// Kong relays those 500s (statuses are not retried), then only the healthy
+// target serves.
+func TestPassiveHealthTakesOutFailingTarget(t *testing.T) {
+	a := upstream(t, "A")
+	failing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "F broken", http.StatusInternalServerError)
+	}))
+	defer failing.Close()
+	g := start(t)
+	upID := id('c', 1)
+	const failures = 3
+	apply(t, g, map[string]any{
+		"services": arr(service(1, "pool.upstream", 80, nil)),
+		"routes":   arr(route(1, 1, map[string]any{"paths": arr("/")})),
+		"upstreams": arr(map[string]any{"id": upID, "name": "pool.upstream",
+			"healthchecks": map[string]any{
+				"passive": map[string]any{"unhealthy": map[string]any{"http_failures": float64(failures)}},
+			}}),
+		"targets": arr(
+			map[string]any{"id": id('d', 1), "upstream": upID, "target": a.Listener.Addr().String()},
+			map[string]any{"id": id('d', 2), "upstream": upID, "target": failing.Listener.Addr().String()},
+		),
+	}, "passive")
+	fails := 0
+	for i := range 20 {
+		req, _ := http.NewRequest("GET", baseURL(g)+"/x", nil)
+		code, body := get(t, req)
+		switch {
+		case code == 500 && strings.HasPrefix(body, "F broken"):
+			fails++
+		case code == 200 && strings.HasPrefix(body, "A"):
+		default:
+			t.Fatalf("request %d: %d %q", i, code, body)
+		}
+	}
+	if fails != failures {
+		t.Errorf("the failing target answered %d requests, want exactly http_failures = %d", fails, failures)
+	}
+	st, ok := g.Health().Status(upID)
+	if !ok {
+		t.Fatal("upstream unknown to the health registry")
+	}
+	for _, ts := range st.Targets {
+		if want := ts.Address == failing.Listener.Addr().String(); (ts.Health == "UNHEALTHY") != want {
+			t.Errorf("target %s is %s", ts.Address, ts.Health)
+		}
+	}
+}
