@@ -1073,9 +1073,25 @@ func (w *respWriter) WriteHeader(code int) {
 		bw.WriteString(httpDate())
 		bw.WriteString("\r\n")
 	}
+	// A Connection header the handler set (Kong's 426 sends
+	// "Connection: Upgrade") is kept, as net/http keeps it; the framing
+	// tokens are the server's own.
+	conn := w.hdr["Connection"]
 	switch {
 	case w.closeAfter:
 		bw.WriteString("Connection: close\r\n")
+	case len(conn) > 0:
+		bw.WriteString("Connection: ")
+		for i, v := range conn {
+			if i > 0 {
+				bw.WriteString(", ")
+			}
+			writeFieldValue(bw, v)
+		}
+		if r.ProtoMinor == 0 && !hasTokenAny(conn, "keep-alive") {
+			bw.WriteString(", keep-alive")
+		}
+		bw.WriteString("\r\n")
 	case r.ProtoMinor == 0:
 		bw.WriteString("Connection: keep-alive\r\n")
 	}

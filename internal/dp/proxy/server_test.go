@@ -182,6 +182,12 @@ func TestServerResponseFraming(t *testing.T) {
 		case "/inject":
 			w.Header().Set("X-Evil", "a\r\nSet-Cookie: x=1")
 			w.WriteHeader(204)
+		case "/upgrade-required":
+			w.Header().Set("Connection", "Upgrade")
+			w.Header().Set("Upgrade", "TLS/1.2, HTTP/1.1")
+			w.Header().Set("Content-Length", "2")
+			w.WriteHeader(426)
+			io.WriteString(w, "no")
 		case "/early-hints":
 			w.Header().Set("Link", "</s.css>; rel=preload")
 			w.WriteHeader(103)
@@ -250,6 +256,22 @@ func TestServerResponseFraming(t *testing.T) {
 			}
 		})
 	}
+	t.Run("handler's Connection header kept", func(t *testing.T) {
+		for _, proto := range []string{"HTTP/1.1", "HTTP/1.0"} {
+			resps, bodies, _ := exchange(t, addr, "GET /upgrade-required "+proto+"\r\nHost: h\r\nConnection: keep-alive\r\n\r\n"+
+				"GET /len "+proto+"\r\nHost: h\r\nConnection: keep-alive\r\n\r\n", 2)
+			if len(resps) != 2 || resps[0].StatusCode != 426 || bodies[0] != "no" || resps[1].StatusCode != 200 {
+				t.Fatalf("%s: got %d responses %q; the connection must stay usable", proto, len(resps), bodies)
+			}
+			want := "Upgrade"
+			if proto == "HTTP/1.0" {
+				want = "Upgrade, keep-alive"
+			}
+			if got := resps[0].Header.Values("Connection"); len(got) != 1 || got[0] != want || resps[0].Header.Get("Upgrade") != "TLS/1.2, HTTP/1.1" {
+				t.Errorf("%s: Connection %q, Upgrade %q; want %q", proto, got, resps[0].Header.Get("Upgrade"), want)
+			}
+		}
+	})
 	t.Run("103 early hints then 200", func(t *testing.T) {
 		resps, bodies, _ := exchange(t, addr, "GET /early-hints HTTP/1.1\r\nHost: h\r\n\r\n", 2)
 		// http.ReadResponse returns the interim response first.
