@@ -111,15 +111,18 @@ type seen struct {
 	Host     string              `json:"host"`
 	Proto    string              `json:"proto"`
 	Header   map[string][]string `json:"header"`
+	Body     string              `json:"body"`
 }
 
-// echoHandler answers every request with a JSON description of it, tagged
+// echoHandler answers every request with a JSON description of it (the
+// first MiB of its body included), tagged
 // with name so that the test can tell upstreams apart.
 func echoHandler(name string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(seen{Upstream: name, Method: r.Method, Path: r.URL.Path, RawQuery: r.URL.RawQuery,
-			Host: r.Host, Proto: r.Proto, Header: r.Header})
+			Host: r.Host, Proto: r.Proto, Header: r.Header, Body: string(body)})
 	})
 }
 

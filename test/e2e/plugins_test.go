@@ -214,6 +214,40 @@ func TestPlugins(t *testing.T) {
 				t.Errorf("upstream header %s = %q, want %q", k, got, v)
 			}
 		}
+		// The other operations, in Kong's order within each part:
+		// remove, rename, replace, add, append.
+		e.create(t, "services/echo/routes", map[string]any{"name": "rt-all", "paths": []string{"/rt-all"}})
+		e.create(t, "routes/rt-all/plugins", map[string]any{"name": "request-transformer", "config": map[string]any{
+			"http_method": "POST",
+			"rename":      map[string]any{"headers": []string{"x-old:x-new"}, "querystring": []string{"q:query"}},
+			"replace":     map[string]any{"headers": []string{"x-mode:replaced", "x-absent:never"}, "body": []string{"kind:replaced"}},
+			"add":         map[string]any{"body": []string{"added:yes"}},
+			"append":      map[string]any{"headers": []string{"x-list:two"}},
+		}})
+		e.converge(t)
+		req := mustRequest(t, "GET", e.proxyURL("/rt-all/x?q=1"), strings.NewReader(`{"kind":"original","keep":1}`))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("X-Old", "v")
+		req.Header.Set("X-Mode", "original")
+		req.Header.Set("X-List", "one")
+		res, body = e.send(t, req)
+		if res.StatusCode != 200 {
+			t.Fatalf("%d %s", res.StatusCode, body)
+		}
+		s = decodeSeen(t, body)
+		var sent map[string]any
+		if err := json.Unmarshal([]byte(s.Body), &sent); err != nil {
+			t.Fatalf("upstream body %q: %v", s.Body, err)
+		}
+		if s.Method != "POST" || s.RawQuery != "query=1" || sent["kind"] != "replaced" || sent["added"] != "yes" || sent["keep"] != float64(1) {
+			t.Errorf("upstream saw %s ?%s body %s", s.Method, s.RawQuery, s.Body)
+		}
+		for k, v := range map[string]string{"X-New": "v", "X-Old": "", "X-Mode": "replaced", "X-Absent": "", "X-List": "one,two"} {
+			if got := strings.Join(s.Header[k], ","); got != v {
+				t.Errorf("upstream header %s = %q, want %q", k, got, v)
+			}
+		}
+
 		// add only adds a header that is absent.
 		res, body = get(t, "/rt/x", http.Header{"X-Added": {"mine"}})
 		if s := decodeSeen(t, body); res.StatusCode != 200 || strings.Join(s.Header["X-Added"], ",") != "mine" {
