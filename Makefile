@@ -24,8 +24,16 @@ vet:
 	if [ -n "$$unformatted" ]; then echo "gofmt needed on: $$unformatted"; exit 1; fi
 	$(GO) vet $(PKGS)
 
-# bench-proxy compares the proxy with nginx on this machine (installs nginx and wrk if missing).
+# bench-proxy compares the product with nginx on this machine (installs nginx and wrk if
+# missing): gantry runtime, configured by gantry serve through the Admin API, with one service
+# and one route, and with key-auth (1,000 consumers) + rate-limiting; 3 runs of 10 s each.
 bench-proxy:
+	bash bench/runtime.sh
+
+# bench-proxy-core is bench-proxy for the proxy engine alone (bench/gantryproxy: no gateway
+# layer, no control plane), behind its own server loop and behind net/http's.
+.PHONY: bench-proxy-core
+bench-proxy-core:
 	bash bench/proxy.sh
 
 # bench-entities times creating and listing 10,000 services, routes and consumers in one group,
@@ -35,7 +43,8 @@ bench-entities:
 
 # bench-proxy-go runs the proxy's in-process benchmarks with allocation counts:
 # the handler path alone and end to end behind net/http's server and Serve,
-# each with and without key-auth + rate-limiting.
+# each with and without key-auth + rate-limiting; and the gateway layer's share
+# (generation reference, route match) against the proxy called directly.
 .PHONY: bench-proxy-go
 bench-proxy-go:
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime=20000x -count=3 ./internal/dp/proxy
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime=20000x -count=3 ./internal/dp/proxy ./internal/dp/gateway

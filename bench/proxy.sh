@@ -1,5 +1,9 @@
 #!/usr/bin/env bash
-# bench/proxy.sh — proxy throughput comparison (B1 and B3 in the performance notes).
+# bench/proxy.sh — the proxy engine's throughput against nginx (B1 and B3 in the
+# performance notes), isolated from the product: bench/gantryproxy serves one
+# static service with the proxy package alone (no gateway layer, no router,
+# no control plane). `make bench-proxy-core` runs it; `make bench-proxy`
+# runs bench/runtime.sh, which measures `gantry runtime` itself.
 #
 # Upstream: nginx `return 200` with a 64-byte body, pinned to CPU 0.
 # Targets, each pinned alone to CPU 1 (so Go runs with GOMAXPROCS=1):

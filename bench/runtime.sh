@@ -1,0 +1,384 @@
+#!/usr/bin/env bash
+# bench/runtime.sh — the product's proxy throughput against nginx (B1 and B3
+# in the performance notes): `gantry runtime`, configured by `gantry serve`
+# through the Admin API, as a user would run them.
+#
+# Upstream: nginx `return 200` with a 64-byte body, pinned to CPU 0.
+# Control plane: `gantry serve` on SQLite in a temp dir, GANTRY_ADMIN_TOKEN,
+# pinned to CPU 0 (idle during the load). It holds two runtime groups:
+#   bench          — one service (the upstream) and one route `/`
+#   bench-plugins  — the same, plus key-auth (header apikey) with 1,000
+#                    consumers and one key each, and rate-limiting (local
+#                    policy, 1,000,000 per second and per minute: never hit)
+# Targets, each pinned alone to CPU 1 (so Go runs with GOMAXPROCS=1):
+#   direct         — wrk straight to the upstream (both on CPU 0)
+#   nginx          — proxy_pass with upstream keepalive, 1 worker (the reference)
+#   gantry         — `gantry runtime` of group bench, with a client
+#                    certificate the control plane generated
+#   nginx-plugins  — nginx + `map` of 1,000 API keys (401 without one) +
+#                    per-key `limit_req` with a rate never reached
+#   gantry-plugins — `gantry runtime` of group bench-plugins
+#   gantry-core    — (optional) bench/gantryproxy: the proxy engine alone
+#                    behind its server loop, no gateway layer, no control
+#                    plane; isolates the proxy core from the product
+# A runtime gets load only once its /status configuration_hash equals its
+# group's expected-config-hash. Every target gets `apikey: key-7`.
+# Load: wrk on CPU 0, `wrk -t1 -c50 -d10s --latency`, after a 3 s warm-up,
+# RUNS runs per target, medians reported with min-max RPS. CPU µs/request is
+# the target's utime+stime delta (/proc/<pid>/stat) over the requests wrk
+# completed; RSS is the peak (VmHWM). Ratios are to nginx, and for the plugin
+# variants also to nginx-plugins (vs_ref), all measured in this run.
+# Loopback only; every step bounded by `timeout`. Results go to
+# bench/results/ (git-ignored).
+#
+# Usage: bench/runtime.sh   (env: RUNS=3 DURATION=10 WARMUP=3 CONNS=50
+#                            TARGETS="direct nginx gantry nginx-plugins gantry-plugins")
+set -euo pipefail
+
+RUNS=${RUNS:-3}
+DURATION=${DURATION:-10}
+WARMUP=${WARMUP:-3}
+CONNS=${CONNS:-50}
+TARGETS=${TARGETS:-"direct nginx gantry nginx-plugins gantry-plugins"}
+CONSUMERS=${CONSUMERS:-1000}
+APIKEY=${APIKEY:-key-7}
+UP_PORT=18080
+CP_PORT=18090
+CLUSTER_PORT=18091
+STATUS_PORT=18092
+declare -A PORT=([direct]=18080 [nginx]=18081 [gantry]=18082 [nginx-plugins]=18083 [gantry-plugins]=18084 [gantry-core]=18085)
+declare -A REF=([nginx]=nginx [gantry]=nginx [gantry-core]=nginx [nginx-plugins]=nginx-plugins [gantry-plugins]=nginx-plugins [direct]=nginx)
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+RESULTS=$ROOT/bench/results
+mkdir -p "$RESULTS"
+WORK=$(mktemp -d /tmp/gantry-runtime-bench.XXXXXX)
+PIDS=()
+cleanup() {
+	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+need() { command -v "$1" >/dev/null 2>&1; }
+if ! need nginx || ! need wrk; then
+	echo "installing nginx and wrk from Debian packages" >&2
+	timeout 300 apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive timeout 300 apt-get install -y -qq nginx-light wrk >/dev/null
+fi
+for tool in taskset curl jq; do
+	need $tool || { echo "$tool is required" >&2; exit 1; }
+done
+NGINX=$(command -v nginx)
+TICK=$(getconf CLK_TCK)
+
+# nginx configurations live in the work dir, never the system service's.
+mkdir -p "$WORK/up" "$WORK/px" "$WORK/pxp"
+BODY=$(printf '%064d' 0 | tr 0 x)
+nginx_common() { # $1: dir
+	cat <<CONF
+worker_processes 1;
+daemon off;
+pid $1/nginx.pid;
+error_log $1/error.log warn;
+events { worker_connections 4096; }
+CONF
+}
+nginx_http_common() { # $1: dir
+	cat <<CONF
+	access_log off;
+	client_body_temp_path $1; proxy_temp_path $1; fastcgi_temp_path $1;
+	uwsgi_temp_path $1; scgi_temp_path $1;
+	keepalive_requests 1000000;
+CONF
+}
+{
+	nginx_common "$WORK/up"
+	echo "http {"
+	nginx_http_common "$WORK/up"
+	cat <<CONF
+	server {
+		listen 127.0.0.1:$UP_PORT;
+		location / { default_type text/plain; return 200 "$BODY"; }
+	}
+}
+CONF
+} >"$WORK/up/nginx.conf"
+{
+	nginx_common "$WORK/px"
+	echo "http {"
+	nginx_http_common "$WORK/px"
+	cat <<CONF
+	upstream up { server 127.0.0.1:$UP_PORT; keepalive 128; keepalive_requests 1000000; }
+	server {
+		listen 127.0.0.1:${PORT[nginx]};
+		location / {
+			proxy_pass http://up;
+			proxy_http_version 1.1;
+			proxy_set_header Connection "";
+		}
+	}
+}
+CONF
+} >"$WORK/px/nginx.conf"
+# The plugin equivalent: a key map (the key-auth lookup) and a per-key
+# request-rate zone whose rate is never reached (the local rate limit).
+{
+	echo "map \$http_apikey \$consumer {"
+	echo "	default \"\";"
+	for i in $(seq 0 $((CONSUMERS - 1))); do echo "	key-$i c$i;"; done
+	echo "}"
+} >"$WORK/pxp/keys.conf"
+{
+	nginx_common "$WORK/pxp"
+	echo "http {"
+	nginx_http_common "$WORK/pxp"
+	cat <<CONF
+	map_hash_bucket_size 128;
+	include $WORK/pxp/keys.conf;
+	limit_req_zone \$consumer zone=per_consumer:10m rate=1000000r/s;
+	upstream up { server 127.0.0.1:$UP_PORT; keepalive 128; keepalive_requests 1000000; }
+	server {
+		listen 127.0.0.1:${PORT[nginx-plugins]};
+		location / {
+			if (\$consumer = "") { return 401 '{"message":"No API key found in request"}'; }
+			limit_req zone=per_consumer burst=1000000 nodelay;
+			proxy_pass http://up;
+			proxy_http_version 1.1;
+			proxy_set_header Connection "";
+		}
+	}
+}
+CONF
+} >"$WORK/pxp/nginx.conf"
+
+echo "building gantry" >&2
+(cd "$ROOT" && timeout 300 go build -o "$WORK/gantry" ./cmd/gantry)
+if [[ " $TARGETS " == *" gantry-core "* ]]; then
+	(cd "$ROOT" && timeout 300 go build -o "$WORK/gantryproxy" ./bench/gantryproxy)
+fi
+
+wait_port() {
+	for _ in $(seq 1 200); do
+		if (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null; then return 0; fi
+		sleep 0.05
+	done
+	echo "port $1 did not open" >&2
+	return 1
+}
+
+# Upstream on CPU 0 (shared with wrk, as in the measured baseline).
+taskset -c 0 "$NGINX" -p "$WORK/up" -c "$WORK/up/nginx.conf" 2>/dev/null &
+PIDS+=($!)
+wait_port $UP_PORT
+
+# The control plane, on CPU 0 too: it only pushes configuration, before the
+# load starts.
+TOKEN=gpat_bench$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')
+API=http://127.0.0.1:$CP_PORT
+GANTRY_ADMIN_TOKEN=$TOKEN GANTRY_LOG_LEVEL=warn taskset -c 0 "$WORK/gantry" serve --listen 127.0.0.1:$CP_PORT \
+	--data-dir "$WORK/cp" --cluster-listen 127.0.0.1:$CLUSTER_PORT --cluster-endpoint https://127.0.0.1:$CLUSTER_PORT \
+	>"$WORK/serve.log" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 1 200); do
+	curl -fsS -o /dev/null "$API/readyz" 2>/dev/null && break
+	sleep 0.05
+done
+api() { # method path [json body] -> response body; fails on non-2xx
+	local args=(-fsS --max-time 30 -X "$1" -H "Authorization: Bearer $TOKEN")
+	[ $# -ge 3 ] && args+=(-H 'Content-Type: application/json' --data "$3")
+	curl "${args[@]}" "$API$2" || { echo "API $1 $2 failed" >&2; return 1; }
+}
+
+# curl_entry url json: one POST in a curl config file (options hold up to
+# the next `next`).
+curl_entry() {
+	echo "url = \"$1\""
+	echo 'request = "POST"'
+	echo "data = \"${2//\"/\\\"}\""
+	echo 'output = "/dev/null"'
+	echo 'write-out = "%{http_code}\n"'
+	echo 'header = "Content-Type: application/json"'
+	echo "header = \"Authorization: Bearer $TOKEN\""
+}
+
+# setup_group name [plugins]: a group with the service and route (and the
+# plugins and consumers), and a client certificate for its runtime in
+# $WORK/<name>/. Prints the group id.
+setup_group() {
+	local name=$1 gid ce
+	gid=$(api POST /v2/runtime-groups "{\"name\":\"$name\"}" | jq -r .id)
+	ce=/v2/runtime-groups/$gid/core-entities
+	api POST "$ce/services" "{\"name\":\"upstream\",\"url\":\"http://127.0.0.1:$UP_PORT\"}" >/dev/null
+	api POST "$ce/services/upstream/routes" '{"name":"all","paths":["/"]}' >/dev/null
+	if [ "${2:-}" = plugins ]; then
+		# 2,000 calls through one curl process on one keep-alive connection.
+		local cfg=$WORK/$name-consumers.curl i
+		: >"$cfg"
+		{
+			for i in $(seq 0 $((CONSUMERS - 1))); do
+				curl_entry "$API$ce/consumers" "{\"username\":\"c$i\"}"
+				echo next
+				curl_entry "$API$ce/consumers/c$i/key-auth" "{\"key\":\"key-$i\"}"
+				if [ "$i" -lt $((CONSUMERS - 1)) ]; then echo next; fi
+			done
+		} >"$cfg"
+		timeout 300 curl -sS --max-time 300 -K "$cfg" >"$WORK/$name-codes.txt"
+		if grep -qv '^201$' "$WORK/$name-codes.txt"; then
+			echo "creating consumers failed: $(sort "$WORK/$name-codes.txt" | uniq -c | tr '\n' ' ')" >&2
+			return 1
+		fi
+		api POST "$ce/routes/all/plugins" '{"name":"key-auth","config":{"key_names":["apikey"]}}' >/dev/null
+		api POST "$ce/routes/all/plugins" '{"name":"rate-limiting","config":{"second":1000000,"minute":1000000,"policy":"local","limit_by":"consumer"}}' >/dev/null
+	fi
+	mkdir -p "$WORK/$name"
+	api POST "/v2/runtime-groups/$gid/dp-client-certificates/generate" '{"title":"bench"}' >"$WORK/$name/issued.json"
+	jq -r .item.cert "$WORK/$name/issued.json" >"$WORK/$name/tls.crt"
+	jq -r .key "$WORK/$name/issued.json" >"$WORK/$name/tls.key"
+	jq -r .ca_cert "$WORK/$name/issued.json" >"$WORK/$name/ca.crt"
+	echo "$gid"
+}
+declare -A GROUP
+if [[ " $TARGETS " == *" gantry "* ]]; then GROUP[gantry]=$(setup_group bench); fi
+if [[ " $TARGETS " == *" gantry-plugins "* ]]; then GROUP[gantry-plugins]=$(setup_group bench-plugins plugins); fi
+echo "control plane configured" >&2
+
+declare -A TPID
+start_runtime() { # target group-dir-name
+	local t=$1 dir=$WORK/$2 gid=${GROUP[$1]} want got
+	GANTRY_LOG_LEVEL=warn taskset -c 1 "$WORK/gantry" runtime --control-plane 127.0.0.1:$CLUSTER_PORT \
+		--cert "$dir/tls.crt" --key "$dir/tls.key" --ca "$dir/ca.crt" --server-name localhost \
+		--proxy-listen 127.0.0.1:${PORT[$t]} --proxy-tls-listen off --status-listen 127.0.0.1:$STATUS_PORT \
+		--cache-dir "$dir/cache" >"$dir/runtime.log" 2>&1 &
+	PIDS+=($!)
+	TPID[$t]=$!
+	want=$(api GET "/v2/runtime-groups/$gid/expected-config-hash" | jq -r .expected_hash)
+	for _ in $(seq 1 600); do
+		got=$(curl -fsS --max-time 2 "http://127.0.0.1:$STATUS_PORT/status" 2>/dev/null | jq -r .configuration_hash 2>/dev/null || true)
+		[ "$got" = "$want" ] && return 0
+		sleep 0.05
+	done
+	echo "runtime $t did not converge to $want (serves ${got:-nothing}); log:" >&2
+	tail -20 "$dir/runtime.log" >&2
+	return 1
+}
+start_target() {
+	case $1 in
+	direct) TPID[direct]="" ;;
+	nginx)
+		taskset -c 1 "$NGINX" -p "$WORK/px" -c "$WORK/px/nginx.conf" 2>/dev/null &
+		PIDS+=($!)
+		TPID[nginx]=$!
+		;;
+	nginx-plugins)
+		taskset -c 1 "$NGINX" -p "$WORK/pxp" -c "$WORK/pxp/nginx.conf" 2>/dev/null &
+		PIDS+=($!)
+		TPID[$1]=$!
+		;;
+	gantry) start_runtime gantry bench ;;
+	gantry-plugins) start_runtime gantry-plugins bench-plugins ;;
+	gantry-core)
+		taskset -c 1 "$WORK/gantryproxy" -listen "127.0.0.1:${PORT[$1]}" -upstream "127.0.0.1:$UP_PORT" &
+		PIDS+=($!)
+		TPID[$1]=$!
+		;;
+	*) echo "unknown target $1" >&2; exit 1 ;;
+	esac
+	wait_port "${PORT[$1]}"
+}
+
+# pids of a target: the process and its children (nginx's worker).
+tree() { [ -n "$1" ] && { echo "$1"; pgrep -P "$1" || true; }; }
+cpu_ticks() {
+	local sum=0 p
+	for p in $(tree "$1"); do
+		[ -r /proc/$p/stat ] || continue
+		# Fields 14 and 15 are utime and stime, counted after the "(comm)".
+		sum=$((sum + $(sed 's/.*) //' /proc/$p/stat | awk '{print $12 + $13}')))
+	done
+	echo $sum
+}
+peak_rss_kb() {
+	local max=0 p v
+	for p in $(tree "$1"); do
+		v=$(awk '/VmHWM/ {print $2}' /proc/$p/status 2>/dev/null || echo 0)
+		[ "${v:-0}" -gt "$max" ] && max=$v
+	done
+	echo $max
+}
+to_us() { # wrk latency "1.23ms" -> microseconds
+	awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) print n; else if (v ~ /ms$/) print n * 1000; else if (v ~ /s$/) print n * 1000000; else print n }'
+}
+median() { sort -n | awk '{a[NR] = $1} END { print a[int((NR + 1) / 2)] }'; }
+
+STAMP=$(date -u +%Y%m%dT%H%M%SZ)
+RAW=$RESULTS/runtime-$STAMP.tsv
+echo -e "target\trun\trps\tp50_us\tp99_us\trequests\tcpu_us_per_req\trss_kb" >"$RAW"
+LOAD=$(cat /proc/loadavg)
+
+for t in $TARGETS; do
+	start_target "$t"
+	url=http://127.0.0.1:${PORT[$t]}/
+	# One checked request first: a target that answers anything but 200 is
+	# not measured.
+	code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 -H "apikey: $APIKEY" "$url")
+	[ "$code" = 200 ] || { echo "$t answers $code, not 200" >&2; exit 1; }
+	if [[ $t == *-plugins ]]; then
+		# The plugins must really run: no key is refused, and the runtime's
+		# rate limiter reports its limit.
+		code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$url")
+		[ "$code" = 401 ] || { echo "$t answers $code without a key, not 401" >&2; exit 1; }
+		if [ "$t" = gantry-plugins ] && ! curl -s -D - -o /dev/null --max-time 5 -H "apikey: $APIKEY" "$url" | grep -qi '^ratelimit-limit:'; then
+			echo "$t sends no RateLimit-Limit header" >&2
+			exit 1
+		fi
+	fi
+	timeout $((WARMUP + 10)) taskset -c 0 wrk -t1 -c"$CONNS" -d"${WARMUP}s" -H "apikey: $APIKEY" "$url" >/dev/null
+	for run in $(seq 1 "$RUNS"); do
+		before=$(cpu_ticks "${TPID[$t]}")
+		out=$(timeout $((DURATION + 15)) taskset -c 0 wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -H "apikey: $APIKEY" "$url")
+		after=$(cpu_ticks "${TPID[$t]}")
+		rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
+		reqs=$(awk '/requests in/ {print $1}' <<<"$out")
+		p50=$(to_us "$(awk '$1 == "50%" {print $2}' <<<"$out")")
+		p99=$(to_us "$(awk '$1 == "99%" {print $2}' <<<"$out")")
+		if grep -q "Non-2xx\|Socket errors" <<<"$out"; then
+			echo "warning: $t run $run had errors:" >&2
+			grep "Non-2xx\|Socket errors" <<<"$out" >&2
+		fi
+		cpu="-"
+		if [ -n "${TPID[$t]}" ] && [ "${reqs:-0}" -gt 0 ]; then
+			cpu=$(awk -v d=$((after - before)) -v tk="$TICK" -v n="$reqs" 'BEGIN { printf "%.1f", d / tk * 1e6 / n }')
+		fi
+		rss=$( [ -n "${TPID[$t]}" ] && peak_rss_kb "${TPID[$t]}" || echo 0)
+		echo -e "$t\t$run\t$rps\t$p50\t$p99\t$reqs\t$cpu\t$rss" >>"$RAW"
+		echo "$t run $run: $rps rps, p50 ${p50}µs, p99 ${p99}µs, ${cpu} µs/req CPU" >&2
+	done
+	if [ -n "${TPID[$t]}" ]; then kill "${TPID[$t]}" 2>/dev/null || true; wait "${TPID[$t]}" 2>/dev/null || true; fi
+done
+
+# Summary: medians, min-max RPS, ratios to nginx and to each target's own
+# reference (the plugin variants against nginx-plugins), p99 over the
+# reference's, all measured in this run.
+SUMMARY=$RESULTS/runtime-$STAMP.txt
+{
+	echo "runtime benchmark $STAMP  (runs=$RUNS duration=${DURATION}s conns=$CONNS consumers=$CONSUMERS)"
+	echo "gantry = gantry runtime configured by gantry serve through the Admin API; gantry-core = bench/gantryproxy"
+	echo "load average before: $LOAD"
+	echo "load average after:  $(cat /proc/loadavg)"
+	printf "%-15s %20s %8s %8s %9s %7s %7s %11s %7s\n" target "rps median (min-max)" p50_us p99_us vs_nginx vs_ref p99/ref cpu_us/req rss_MB
+	med() { awk -F'\t' -v t="$1" -v c="$2" '$1 == t {print $c}' "$RAW" | median; }
+	for t in $TARGETS; do
+		col() { awk -F'\t' -v t="$t" -v c="$1" '$1 == t {print $c}' "$RAW"; }
+		rps=$(col 3 | median); mn=$(col 3 | sort -n | head -1); mx=$(col 3 | sort -n | tail -1)
+		p50=$(col 4 | median); p99=$(col 5 | median); cpu=$(col 7 | median); rss=$(col 8 | median)
+		ref=${REF[$t]:-nginx}
+		nginx_rps=$(med nginx 3); ref_rps=$(med "$ref" 3); ref_p99=$(med "$ref" 5)
+		ratio() { awk -v a="$1" -v b="${2:-0}" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
+		printf "%-15s %8.0f (%.0f-%.0f) %8.0f %8.0f %9s %7s %7s %11s %7.1f\n" "$t" "$rps" "$mn" "$mx" "$p50" "$p99" \
+			"$(ratio "$rps" "$nginx_rps")" "$(ratio "$rps" "$ref_rps")" "$(ratio "$p99" "$ref_p99")" "$cpu" \
+			"$(awk -v k="$rss" 'BEGIN { print k / 1024 }')"
+	done
+} | tee "$SUMMARY"
+echo "raw runs: $RAW" >&2
