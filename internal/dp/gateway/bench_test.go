@@ -16,6 +16,8 @@ import (
 const okResp = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 64\r\n\r\n" +
 	"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
 
+var okRespBytes = []byte(okResp)
+
 // rawUpstream answers every GET request head with okResp on a loopback
 // listener, with as little work as possible so the benchmarks measure the
 // gateway.
@@ -45,7 +47,7 @@ func rawUpstream(tb testing.TB) string {
 							break
 						}
 					}
-					if _, err := c.Write([]byte(okResp)); err != nil {
+					if _, err := c.Write(okRespBytes); err != nil {
 						return
 					}
 				}
