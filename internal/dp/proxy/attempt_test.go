@@ -134,3 +134,35 @@ func equalInts(a, b []int) bool {
 	}
 	return true
 }
+
+// cookieBalancer asks for a cookie on every request that has none.
+type cookieBalancer struct{ addr string }
+
+func (b cookieBalancer) Pick(*http.Request, int) (string, error) { return b.addr, nil }
+func (b cookieBalancer) Report(string, error)                    {}
+func (b cookieBalancer) PickAttempt(r *http.Request, a *Attempt) (string, error) {
+	if _, err := r.Cookie("sticky"); err != nil {
+		a.SetCookie = "sticky=abc; Path=/"
+	}
+	return b.addr, nil
+}
+func (b cookieBalancer) ReportAttempt(*Attempt, int, error) {}
+
+// TestAttemptSetCookie checks that a cookie a balancer minted reaches the
+// client next to the upstream's own cookies, and only when minted.
+func TestAttemptSetCookie(t *testing.T) {
+	bothServers(t, func(t *testing.T, sk serverKind) {
+		up := newRawUpstream(t, fixedResponder("HTTP/1.1 200 OK\r\nSet-Cookie: up=1\r\nContent-Length: 2\r\n\r\nok"))
+		svc := serviceFor(t, up.addr())
+		svc.Balancer = cookieBalancer{addr: up.addr()}
+		env := newEnv(t, sk, staticCfg(svc), TransportOptions{})
+		resp, _ := get(t, env.url+"/")
+		if got := resp.Header.Values("Set-Cookie"); len(got) != 2 || got[0] != "up=1" || got[1] != "sticky=abc; Path=/" {
+			t.Errorf("first response Set-Cookie %q", got)
+		}
+		resp, _ = get(t, env.url+"/", "Cookie", "sticky=abc")
+		if got := resp.Header.Values("Set-Cookie"); len(got) != 1 || got[0] != "up=1" {
+			t.Errorf("with the cookie: Set-Cookie %q, want only the upstream's", got)
+		}
+	})
+}

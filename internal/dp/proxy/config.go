@@ -287,6 +287,10 @@ type Attempt struct {
 	// use in ReportAttempt (e.g. a *balancer.Target). The proxy does not
 	// read it.
 	Peer any
+	// SetCookie, when a balancer sets it, is a Set-Cookie header value the
+	// proxy adds to the upstream's response: the cookie a consistent-hashing
+	// balancer minted for a client that had none (Kong's hash_on cookie).
+	SetCookie string
 }
 
 // AttemptBalancer is a Balancer that keeps per-request state across

@@ -134,6 +134,9 @@ func (p *Proxy) serveGRPC(w http.ResponseWriter, r *http.Request, st *reqState, 
 		}
 	}
 	wh[names.reqID] = []string{fi.reqID}
+	if c := st.attempt.SetCookie; c != "" {
+		wh["Set-Cookie"] = append(wh["Set-Cookie"], c)
+	}
 	status := resp.StatusCode
 	if st.chain != nil {
 		status = p.headerFilter(w, st, status)

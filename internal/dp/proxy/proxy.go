@@ -625,6 +625,9 @@ func (p *Proxy) writeResponseHead(w http.ResponseWriter, st *reqState, cfg *Conf
 	} else if h.via != "" {
 		set("Via", h.via)
 	}
+	if c := st.attempt.SetCookie; c != "" {
+		wh["Set-Cookie"] = append(wh["Set-Cookie"], c)
+	}
 }
 
 // copyBody streams the upstream body to the client. When flushEach is set
