@@ -45,14 +45,16 @@ var _ proxy.AttemptBalancer = (*Upstream)(nil)
 // picks on the request's own balancer.Attempt, so a retry goes to a target
 // not tried yet whenever a healthy one is left, whatever other requests
 // picked in between. The picked target is kept in a.Peer for
-// ReportAttempt. Consistent hashing reads the client address, headers, path
+// ReportAttempt. With hash_on cookie and a client without the cookie, the
+// minted cookie goes to a.SetCookie for the proxy to send. Consistent hashing reads the client address, headers, path
 // and query of r on the first try; hashing on a consumer or a regex capture
 // needs the plugin and router context the proxy does not pass yet, so
 // those inputs hash as absent (the fallback, then the empty key).
 func (u *Upstream) PickAttempt(r *http.Request, a *proxy.Attempt) (string, error) {
 	sel := &a.Select
 	if sel.Tries() == 0 && u.Balancer.Algorithm() == balancer.AlgorithmConsistentHashing {
-		sel.Key = u.hashKey(r)
+		in := balancer.HashInput{Header: r.Header, Path: r.URL.Path, RawQuery: r.URL.RawQuery, ClientIP: clientIP(r.RemoteAddr)}
+		sel.Key, a.SetCookie = u.Balancer.HashKey(&in)
 	}
 	t, err := u.Balancer.Pick(sel)
 	if err != nil {
