@@ -683,3 +683,62 @@ func TestPassiveHealthTakesOutFailingTarget(t *testing.T) {
 		}
 	}
 }
+
+// TestHashOnCookie checks Kong's hash_on cookie through the gateway: a
+// client without the cookie gets one minted (on hash_on_cookie_path) and
+// sticks to one target when it sends it back; the cookie is not set again.
+func TestHashOnCookie(t *testing.T) {
+	a, b, c := upstream(t, "A"), upstream(t, "B"), upstream(t, "C")
+	g := start(t)
+	upID := id('c', 1)
+	apply(t, g, map[string]any{
+		"services": arr(service(1, "sticky.upstream", 80, nil)),
+		"routes":   arr(route(1, 1, map[string]any{"paths": arr("/")})),
+		"upstreams": arr(map[string]any{"id": upID, "name": "sticky.upstream", "algorithm": "consistent-hashing",
+			"hash_on": "cookie", "hash_on_cookie": "sticky", "hash_on_cookie_path": "/c"}),
+		"targets": arr(
+			map[string]any{"id": id('d', 1), "upstream": upID, "target": a.Listener.Addr().String()},
+			map[string]any{"id": id('d', 2), "upstream": upID, "target": b.Listener.Addr().String()},
+			map[string]any{"id": id('d', 3), "upstream": upID, "target": c.Listener.Addr().String()},
+		),
+	}, "sticky")
+	firsts := map[string]bool{}
+	for range 12 {
+		resp, err := client.Get(baseURL(g) + "/c/x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		var cookie *http.Cookie
+		for _, ck := range resp.Cookies() {
+			if ck.Name == "sticky" {
+				cookie = ck
+			}
+		}
+		if resp.StatusCode != 200 || cookie == nil || cookie.Value == "" || cookie.Path != "/c" {
+			t.Fatalf("first request: %d, Set-Cookie %q; want a sticky cookie on path /c", resp.StatusCode, resp.Header.Values("Set-Cookie"))
+		}
+		first := string(body[:1])
+		firsts[first] = true
+		for i := range 3 {
+			req, _ := http.NewRequest("GET", baseURL(g)+"/c/x", nil)
+			req.AddCookie(&http.Cookie{Name: "sticky", Value: cookie.Value})
+			resp, err := client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if got := string(body[:1]); got != first {
+				t.Fatalf("request %d with cookie %s went to %s, the first to %s", i, cookie.Value, got, first)
+			}
+			if sc := resp.Header.Values("Set-Cookie"); len(sc) != 0 {
+				t.Fatalf("the cookie was set again: %q", sc)
+			}
+		}
+	}
+	if len(firsts) < 2 {
+		t.Errorf("12 minted cookies all hashed to %v; minted values must spread over the targets", firsts)
+	}
+}
