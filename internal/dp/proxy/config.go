@@ -19,9 +19,10 @@
 // serves through net/http for HTTP/2.
 //
 // The router, balancers, health checks and plugins plug in through the small
-// interfaces in this file (Resolver, Balancer) and the plugin chains carried
-// by Match.Plugins and Config.Global, so they can be built independently and
-// wired later.
+// interfaces in this file (Resolver, Balancer, and AttemptBalancer for
+// per-request retry state, response statuses for passive health checks and
+// minted hash cookies) and the plugin chains carried by Match.Plugins and
+// Config.Global, so they can be built independently and wired later.
 package proxy
 
 import (
