@@ -412,8 +412,9 @@ func (g *Gateway) Addrs() (plain, tls net.Addr) {
 // Health returns the target health registry, for status endpoints.
 func (g *Gateway) Health() *health.Registry { return g.health }
 
-// Close stops accepting connections, lets requests in flight finish for up
-// to ShutdownTimeout, then closes what is left, the configuration, the
+// Close stops accepting connections, lets requests in flight (proxied
+// WebSocket sessions on the plain listener included) finish for up to
+// ShutdownTimeout, then closes what is left, the configuration, the
 // health checkers and the upstream pools. It is idempotent.
 func (g *Gateway) Close() error {
 	g.mu.Lock()

@@ -182,8 +182,11 @@ func (s *Server) Serve(ln net.Listener) error {
 // Shutdown stops Serve gracefully: it closes the listeners, closes idle
 // keep-alive connections, lets in-flight requests finish (their connections
 // close after the response), and waits until every connection is gone or
-// ctx ends, returning ctx's error in that case. Hijacked connections
-// (WebSocket tunnels) are not waited for. Serve cannot be used again.
+// ctx ends, returning ctx's error in that case. A hijacked connection is
+// waited for while its handler runs (the proxy's WebSocket tunnel runs in
+// the handler, so a tunnel gets until ctx ends, as nginx's graceful quit
+// gives upgraded connections worker_shutdown_timeout), and forgotten once
+// the handler returns. Serve cannot be used again.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.shutdown.Store(true)
