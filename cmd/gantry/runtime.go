@@ -57,6 +57,7 @@ state; GET /status/ready answers 200 once a configuration is loaded and 503 befo
 	addRuntimeListenFlags(f, "./gantry-runtime", "directory of the node id and the last applied configuration, created if missing")
 	f.StringArray("label", nil, "label k=v announced to the control plane; repeat the flag for several")
 	f.String("hostname", "", "host name reported to the control plane; the machine's when empty")
+	f.Bool("kong-headers", false, "name the latency and request-id response headers as Kong does (X-Kong-Upstream-Latency, X-Kong-Proxy-Latency, X-Kong-Request-Id) instead of X-Gantry-*")
 	f.StringSlice("trusted-ips", nil, "addresses or CIDRs of proxies whose X-Forwarded-* headers are trusted")
 	f.Duration("ping-interval", agent.DefaultPingInterval, "how often the instance pings the control plane with its configuration hash")
 	f.Duration("shutdown-timeout", 30*time.Second, "how long in-flight requests may run after a stop signal")
@@ -84,6 +85,7 @@ state; GET /status/ready answers 200 once a configuration is loaded and 503 befo
 		ping, _ := f.GetDuration("ping-interval")
 		shutdown, _ := f.GetDuration("shutdown-timeout")
 		trusted, _ := f.GetStringSlice("trusted-ips")
+		kongHeaders, _ := f.GetBool("kong-headers")
 		prefixes, err := parseTrustedIPs(trusted)
 		if err != nil {
 			return err
@@ -91,7 +93,7 @@ state; GET /status/ready answers 200 once a configuration is loaded and 503 befo
 		return runRuntime(cmd.Context(), runtimeOptions{
 			controlPlane: get("control-plane"), tls: cfg, proxyListen: get("proxy-listen"), proxyTLSListen: get("proxy-tls-listen"),
 			statusListen: get("status-listen"), cacheDir: get("cache-dir"), labels: labels, hostname: hostname,
-			trustedIPs: prefixes, pingInterval: ping, shutdownTimeout: shutdown, log: log, out: cmd.OutOrStdout(),
+			trustedIPs: prefixes, kongHeaders: kongHeaders, pingInterval: ping, shutdownTimeout: shutdown, log: log, out: cmd.OutOrStdout(),
 		})
 	}
 	return cmd
@@ -178,6 +180,7 @@ type runtimeOptions struct {
 	statusListen, cacheDir, hostname string
 	labels                           map[string]string
 	trustedIPs                       []netip.Prefix
+	kongHeaders                      bool
 	pingInterval, shutdownTimeout    time.Duration
 	log                              *slog.Logger
 	out                              io.Writer
@@ -211,7 +214,7 @@ func runRuntime(ctx context.Context, o runtimeOptions) error {
 		return err
 	}
 	gw, err := gateway.New(gateway.Options{
-		ProxyListen: o.proxyListen, ProxyTLSListen: o.proxyTLSListen, TrustedIPs: o.trustedIPs,
+		ProxyListen: o.proxyListen, ProxyTLSListen: o.proxyTLSListen, TrustedIPs: o.trustedIPs, KongHeaders: o.kongHeaders,
 		Logger: log, ShutdownTimeout: o.shutdownTimeout,
 	})
 	if err != nil {
