@@ -283,13 +283,19 @@ type Chain struct {
 	set       *Set
 	routeID   string
 	serviceID string
-	slots     []slot
+	// routeName and serviceName are what Access copies into the Ctx.
+	routeName   string
+	serviceName string
+	slots       []slot
 	// accessOrder lists slot indexes in access-phase order.
 	accessOrder []int
 }
 
 func (s *Set) buildChain(r RouteRef) (*Chain, error) {
-	ch := &Chain{set: s, routeID: r.ID, serviceID: r.ServiceID}
+	ch := &Chain{set: s, routeID: r.ID, serviceID: r.ServiceID, routeName: r.Name, serviceName: r.ServiceName}
+	if ch.routeName == "" {
+		ch.routeName = r.ID
+	}
 	index := make(map[string]int)
 	for _, in := range s.instances { // priority order
 		lv := level(in.meta, r.ID, r.ServiceID)
@@ -472,11 +478,12 @@ func closeInstance(in *instance) error {
 // (consumer-scoped instances only apply once an earlier plugin
 // authenticated), and runs it. After a short-circuit the remaining plugins
 // are still collected so their header and log phases run. It sets
-// c.RouteID and c.ServiceID from the chain.
+// c.RouteID, c.ServiceID, c.RouteName and c.ServiceName from the chain.
 func (ch *Chain) Access(c *Ctx) {
 	c.chain = ch
 	c.store = ch.set.env
 	c.RouteID, c.ServiceID = ch.routeID, ch.serviceID
+	c.RouteName, c.ServiceName = ch.routeName, ch.serviceName
 	n := len(ch.slots)
 	if cap(c.picked) < n {
 		c.picked = make([]*instance, n)

@@ -65,6 +65,10 @@ type Ctx struct {
 	// empty when none matched.
 	RouteID   string
 	ServiceID string
+	// RouteName and ServiceName name them as Kong's metrics do (route
+	// name or id, service name or host); see [RouteRef]. Set with the ids.
+	RouteName   string
+	ServiceName string
 	// Consumer and Credential are set by [Ctx.Authenticate].
 	Consumer   *Consumer
 	Credential *Credential

@@ -54,7 +54,7 @@ func HashBasicAuthPassword(password, consumerID string) string {
 }
 
 // JWTCredential is a jwt credential. Secret is used by HS* algorithms,
-// RSAPublicKey (PEM) by RS* and ES* algorithms.
+// RSAPublicKey (PEM) by RS*, PS*, ES* and EdDSA algorithms.
 type JWTCredential struct {
 	ID           string
 	ConsumerID   string
@@ -62,8 +62,27 @@ type JWTCredential struct {
 	Secret       string
 	RSAPublicKey string
 	// Algorithm is one of HS256, HS384, HS512, RS256, RS384, RS512, ES256,
-	// ES384, ES512; empty means HS256.
+	// ES384, ES512, PS256, PS384, PS512, EdDSA; empty means HS256.
 	Algorithm string
+}
+
+// Key is a Kong keys entity (a public or private key given as a JWK or
+// as a PEM pair), with vault references already resolved. Plugins verify
+// signatures with it; at least one of JWK and PublicKey/PrivateKey is set.
+type Key struct {
+	ID   string
+	Name string
+	// Kid is the key id tokens name in their header; unique per key set.
+	Kid string
+	// SetID and SetName identify the key set the key belongs to; both
+	// empty when it belongs to none.
+	SetID   string
+	SetName string
+	// JWK is the key as a JSON Web Key document, when given so.
+	JWK string
+	// PublicKey and PrivateKey are PEM blocks, when given so.
+	PublicKey  string
+	PrivateKey string
 }
 
 // HMACAuthCredential is an hmac-auth credential.
@@ -123,6 +142,13 @@ type Ordering struct {
 type RouteRef struct {
 	ID        string
 	ServiceID string
+	// Name is how metrics and logs name the route: Kong uses the route's
+	// name, or its id when it has none. Empty means ID.
+	Name string
+	// ServiceName is how metrics and logs name the service: Kong uses the
+	// service's name, or its host when it has none. Empty when the route
+	// has no service.
+	ServiceName string
 }
 
 // Credential is the credential that authenticated a request, in the

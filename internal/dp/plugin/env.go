@@ -38,6 +38,9 @@ type Store interface {
 	HMACAuthByUsername(username string) *HMACAuthCredential
 	// ACLGroupsOf returns the consumer's acl groups in configuration order.
 	ACLGroupsOf(consumerID string) []string
+	// KeysByKid returns the keys entities whose kid is kid, in
+	// configuration order (one per key set at most, and one in no set).
+	KeysByKid(kid string) []*Key
 }
 
 // Env is what a plugin may read when it is built. A plugin may keep it and
@@ -133,6 +136,8 @@ type MemEnvOptions struct {
 	HMACAuths            []HMACAuthCredential
 	ACLs                 []ACLGroup
 	Vaults               []VaultEntity
+	// Keys are the keys entities; KeysByKid indexes them.
+	Keys []Key
 	// Logger defaults to a logger that discards.
 	Logger *slog.Logger
 	// State defaults to a new registry; pass the previous generation's to
@@ -161,6 +166,7 @@ type MemEnv struct {
 	hmacAuths        map[string]*HMACAuthCredential
 	aclGroupsOf      map[string][]string
 	consumerGroupIDs map[string]*ConsumerGroup
+	keysByKid        map[string][]*Key
 }
 
 var _ Env = (*MemEnv)(nil)
@@ -182,6 +188,7 @@ func NewMemEnv(opts MemEnvOptions) (*MemEnv, error) {
 		hmacAuths:        make(map[string]*HMACAuthCredential, len(opts.HMACAuths)),
 		aclGroupsOf:      make(map[string][]string),
 		consumerGroupIDs: make(map[string]*ConsumerGroup),
+		keysByKid:        make(map[string][]*Key),
 	}
 	if e.logger == nil {
 		e.logger = slog.New(slog.DiscardHandler)
@@ -285,6 +292,15 @@ func NewMemEnv(opts MemEnvOptions) (*MemEnv, error) {
 		}
 		e.hmacAuths[h.Username] = h
 	}
+	for i := range opts.Keys {
+		k := &opts.Keys[i]
+		for _, o := range e.keysByKid[k.Kid] {
+			if o.SetID == k.SetID {
+				return nil, fmt.Errorf("key %s: kid %q is already used in its key set by key %s", k.ID, k.Kid, o.ID)
+			}
+		}
+		e.keysByKid[k.Kid] = append(e.keysByKid[k.Kid], k)
+	}
 	for _, a := range opts.ACLs {
 		if err := needConsumer("acl", a.ID, a.ConsumerID); err != nil {
 			return nil, err
@@ -335,6 +351,9 @@ func (e *MemEnv) HMACAuthByUsername(u string) *HMACAuthCredential { return e.hma
 
 // ACLGroupsOf implements [Store].
 func (e *MemEnv) ACLGroupsOf(consumerID string) []string { return e.aclGroupsOf[consumerID] }
+
+// KeysByKid implements [Store].
+func (e *MemEnv) KeysByKid(kid string) []*Key { return e.keysByKid[kid] }
 
 // metaEnv scopes a base Env to one plugin entity.
 type metaEnv struct {

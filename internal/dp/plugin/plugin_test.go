@@ -461,6 +461,8 @@ func TestMemEnvChecks(t *testing.T) {
 		{"dangling key", MemEnvOptions{KeyAuths: []KeyAuthCredential{{ID: "k", ConsumerID: "x", Key: "k"}}}, `consumer "x" does not exist`},
 		{"dup key", MemEnvOptions{Consumers: []Consumer{{ID: "1"}}, KeyAuths: []KeyAuthCredential{{ID: "k1", ConsumerID: "1", Key: "k"}, {ID: "k2", ConsumerID: "1", Key: "k"}}}, "duplicate key"},
 		{"missing group", MemEnvOptions{Consumers: []Consumer{{ID: "1"}}, ConsumerGroupMembers: []ConsumerGroupMember{{ConsumerID: "1", ConsumerGroupID: "g"}}}, `group "g" does not exist`},
+		{"dup kid in set", MemEnvOptions{Keys: []Key{{ID: "k1", Kid: "a", SetID: "s"}, {ID: "k2", Kid: "a", SetID: "s"}}}, `kid "a" is already used`},
+		{"dup kid without set", MemEnvOptions{Keys: []Key{{ID: "k1", Kid: "a"}, {ID: "k2", Kid: "a"}}}, `kid "a" is already used`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -538,5 +540,71 @@ func TestErrorRenderer(t *testing.T) {
 	c.Error(401, `say "hi"`, nil)
 	if want := "{\n  \"message\":\"say \\\"hi\\\"\",\n  \"request_id\":\"abc\"\n}"; string(c.Response.Body) != want {
 		t.Errorf("json body %q, want %q", c.Response.Body, want)
+	}
+}
+
+func TestKeysByKid(t *testing.T) {
+	env, err := NewMemEnv(MemEnvOptions{Keys: []Key{
+		{ID: "k1", Kid: "a", SetID: "s1", SetName: "one"},
+		{ID: "k2", Kid: "b"},
+		{ID: "k3", Kid: "a"},
+		{ID: "k4", Kid: "a", SetID: "s2", SetName: "two"},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		kid  string
+		want []string
+	}{
+		{"a", []string{"k1", "k3", "k4"}},
+		{"b", []string{"k2"}},
+		{"none", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.kid, func(t *testing.T) {
+			var got []string
+			for _, k := range env.KeysByKid(tt.kid) {
+				got = append(got, k.ID)
+			}
+			if strings.Join(got, ",") != strings.Join(tt.want, ",") {
+				t.Errorf("got %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+// nameProbe records the route and service names the chain hands plugins.
+type nameProbe struct{ sink *logSink }
+
+func (n nameProbe) Log(c *Ctx) { n.sink.add(c.RouteID + "|" + c.RouteName + "|" + c.ServiceID + "|" + c.ServiceName) }
+
+func TestRouteAndServiceNames(t *testing.T) {
+	sink := &logSink{}
+	reg := NewRegistry()
+	_ = reg.Add(Registration{Name: "names", Priority: 1, New: func(json.RawMessage, Env) (Instance, error) { return nameProbe{sink}, nil }})
+	set, err := Compile(context.Background(), CompileOptions{
+		Plugins: []PluginEntity{{ID: "p", Name: "names", Enabled: true, Config: json.RawMessage(`{}`)}},
+		Routes: []RouteRef{
+			{ID: "r1", ServiceID: "s1", Name: "orders", ServiceName: "orders-svc"},
+			{ID: "r2", ServiceID: "s1", ServiceName: "orders-svc"},
+		},
+		Env: testEnv(t), Registry: reg,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct{ route, want string }{
+		{"r1", "r1|orders|s1|orders-svc"},
+		{"r2", "r2|r2|s1|orders-svc"}, // a route without a name is named by its id
+		{"", "|||"}, // no route matched: nothing to name
+	}
+	for _, tt := range tests {
+		t.Run(tt.route, func(t *testing.T) {
+			serve(t, set, tt.route, httptest.NewRequest("GET", "/", nil), nil)
+			if got := sink.take(); len(got) != 1 || got[0] != tt.want {
+				t.Errorf("got %v, want %q", got, tt.want)
+			}
+		})
 	}
 }
