@@ -577,7 +577,9 @@ func TestKeysByKid(t *testing.T) {
 // nameProbe records the route and service names the chain hands plugins.
 type nameProbe struct{ sink *logSink }
 
-func (n nameProbe) Log(c *Ctx) { n.sink.add(c.RouteID + "|" + c.RouteName + "|" + c.ServiceID + "|" + c.ServiceName) }
+func (n nameProbe) Log(c *Ctx) {
+	n.sink.add(c.RouteID + "|" + c.RouteName + "|" + c.ServiceID + "|" + c.ServiceName)
+}
 
 func TestRouteAndServiceNames(t *testing.T) {
 	sink := &logSink{}
@@ -597,7 +599,7 @@ func TestRouteAndServiceNames(t *testing.T) {
 	tests := []struct{ route, want string }{
 		{"r1", "r1|orders|s1|orders-svc"},
 		{"r2", "r2|r2|s1|orders-svc"}, // a route without a name is named by its id
-		{"", "|||"}, // no route matched: nothing to name
+		{"", "|||"},                   // no route matched: nothing to name
 	}
 	for _, tt := range tests {
 		t.Run(tt.route, func(t *testing.T) {
