@@ -158,7 +158,9 @@ func Compile(ctx context.Context, cfg map[string]any, opts Options) (*Compiled, 
 		cfg = map[string]any{}
 	}
 	b := &builder{ctx: ctx, cfg: cfg, opts: opts, c: &Compiled{counts: map[string]int{}}}
-	steps := []func() error{b.vaults, b.certificates, b.upstreams, b.services, b.routes, b.consumers, b.keys, b.plugins}
+	// keys come before consumers: the plugin environment built there
+	// carries them (jwt verifies with them).
+	steps := []func() error{b.vaults, b.certificates, b.upstreams, b.services, b.routes, b.keys, b.consumers, b.plugins}
 	for _, step := range steps {
 		if err := ctx.Err(); err != nil {
 			b.c.Close()
@@ -194,6 +196,7 @@ type builder struct {
 	errs collector
 
 	vaultList   []plugin.VaultEntity
+	keyList     []plugin.Key // keys for the plugin environment, in config order
 	resolver    *plugin.VaultResolver
 	certByID    map[string][]*tls.Certificate
 	caByID      map[string]*x509.Certificate
@@ -725,6 +728,7 @@ func (b *builder) consumers() error {
 		opts.ACLs = append(opts.ACLs, a)
 	}
 	opts.Vaults = b.vaultList
+	opts.Keys = b.keyList
 	opts.Logger = b.opts.Logger
 	opts.State = b.opts.State
 	opts.LookupEnv = b.opts.LookupEnv
@@ -755,6 +759,7 @@ func (b *builder) keys() error {
 		b.c.keySets[id] = name
 	}
 	b.c.keys = make(map[string]*Key)
+	kids := make(map[string]bool) // set id + NUL + kid
 	for _, d := range b.list("keys") {
 		var fe fieldErrors
 		k := &Key{ID: fe.str(d, "id"), Name: fe.str(d, "name"), Kid: fe.str(d, "kid"), SetID: fe.fk(d, "set")}
@@ -768,6 +773,9 @@ func (b *builder) keys() error {
 				fe.add("set", fmt.Sprintf("key set %q does not exist", k.SetID))
 			}
 		}
+		if kids[k.SetID+"\x00"+k.Kid] {
+			fe.add("kid", "another key of the same key set has this kid")
+		}
 		if k.JWK != "" && !json.Valid([]byte(k.JWK)) {
 			fe.add("jwk", "not valid JSON")
 		}
@@ -776,6 +784,9 @@ func (b *builder) keys() error {
 			continue
 		}
 		b.c.keys[k.ID] = k
+		kids[k.SetID+"\x00"+k.Kid] = true
+		b.keyList = append(b.keyList, plugin.Key{ID: k.ID, Name: k.Name, Kid: k.Kid, SetID: k.SetID, SetName: b.c.keySets[k.SetID],
+			JWK: k.JWK, PublicKey: k.PublicKey, PrivateKey: k.PrivateKey})
 	}
 	return nil
 }
@@ -828,9 +839,13 @@ func (b *builder) plugins() error {
 	}
 	refs := make([]plugin.RouteRef, len(b.c.routes))
 	for i, rt := range b.c.routes {
-		refs[i].ID = rt.ID
+		refs[i].ID, refs[i].Name = rt.ID, rt.Name
 		if rt.Service != nil {
-			refs[i].ServiceID = rt.Service.ID
+			// Kong's metrics name a service by its name, else its host.
+			refs[i].ServiceID, refs[i].ServiceName = rt.Service.ID, rt.Service.Name
+			if refs[i].ServiceName == "" && rt.Service.Proxy != nil {
+				refs[i].ServiceName = rt.Service.Proxy.Host
+			}
 		}
 	}
 	set, err := plugin.Compile(b.ctx, plugin.CompileOptions{Plugins: ents, Routes: refs, Env: b.c.env, Registry: b.opts.Plugins})
