@@ -412,6 +412,10 @@ func (g *Gateway) Addrs() (plain, tls net.Addr) {
 // Health returns the target health registry, for status endpoints.
 func (g *Gateway) Health() *health.Registry { return g.health }
 
+// State returns the plugin state registry every generation shares (rate-limit
+// counters, the prometheus plugin's metrics), for status endpoints.
+func (g *Gateway) State() *plugin.StateRegistry { return g.state }
+
 // Close stops accepting connections, lets requests in flight (proxied
 // WebSocket sessions on the plain listener included) finish for up to
 // ShutdownTimeout, then closes what is left, the configuration, the
