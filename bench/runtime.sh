@@ -376,9 +376,9 @@ SUMMARY=$RESULTS/runtime-$STAMP.txt
 		ref=${REF[$t]:-nginx}
 		nginx_rps=$(med nginx 3); ref_rps=$(med "$ref" 3); ref_p99=$(med "$ref" 5)
 		ratio() { awk -v a="$1" -v b="${2:-0}" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
-		printf "%-15s %8.0f (%.0f-%.0f) %8.0f %8.0f %9s %7s %7s %11s %7.1f\n" "$t" "$rps" "$mn" "$mx" "$p50" "$p99" \
+		printf "%-15s %8.0f (%.0f-%.0f) %8.0f %8.0f %9s %7s %7s %11s %7s\n" "$t" "$rps" "$mn" "$mx" "$p50" "$p99" \
 			"$(ratio "$rps" "$nginx_rps")" "$(ratio "$rps" "$ref_rps")" "$(ratio "$p99" "$ref_p99")" "$cpu" \
-			"$(awk -v k="$rss" 'BEGIN { print k / 1024 }')"
+			"$(awk -v k="$rss" 'BEGIN { if (k > 0) printf "%.1f", k / 1024; else print "-" }')"
 	done
 } | tee "$SUMMARY"
 echo "raw runs: $RAW" >&2
