@@ -87,7 +87,7 @@ func NewHandler(opts RuntimeOptions) (http.Handler, error) {
 }
 
 var (
-	descNodeInfo = prom.NewDesc("kong_node_info", "Kong Node metadata information", []string{"node_id", "version"}, nil)
+	descNodeInfo  = prom.NewDesc("kong_node_info", "Kong Node metadata information", []string{"node_id", "version"}, nil)
 	descDatastore = prom.NewDesc("kong_datastore_reachable",
 		"Datastore reachable from Kong, 0 is unreachable", nil, nil)
 	descConfigHash = prom.NewDesc("kong_data_plane_config_hash",
