@@ -98,6 +98,10 @@ type Options struct {
 	Labels map[string]string
 	// Applier compiles and serves configurations.
 	Applier Applier
+	// Metrics, when set, is served at GET /metrics on the status handler
+	// (the runtime's Prometheus endpoint, as Kong's status API serves
+	// its prometheus plugin's); nil leaves /metrics unrouted (404).
+	Metrics http.Handler
 	// Cache, when set, receives every applied revision and is read at
 	// start when the Applier has no configuration yet.
 	Cache *cache.Cache
@@ -412,8 +416,12 @@ func (a *Agent) Status() Status {
 //	GET /status/ready  200 {"message":"ready"} once a configuration is
 //	                   loaded, 503 {"message":"no configuration available (…)"}
 //	                   before, as Kong's status API does
+//	GET /metrics       Options.Metrics, when set
 func (a *Agent) Handler() http.Handler {
 	mux := http.NewServeMux()
+	if a.opts.Metrics != nil {
+		mux.Handle("GET /metrics", a.opts.Metrics)
+	}
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, a.Status())
 	})
