@@ -1,11 +1,13 @@
 package proxy
 
 import (
+	"bufio"
 	"errors"
 	"net"
 	"net/http"
 	"sync"
 	"testing"
+	"time"
 )
 
 // recordingBalancer is an AttemptBalancer over a fixed list of peers: try n
@@ -163,6 +165,57 @@ func TestAttemptSetCookie(t *testing.T) {
 		resp, _ = get(t, env.url+"/", "Cookie", "sticky=abc")
 		if got := resp.Header.Values("Set-Cookie"); len(got) != 1 || got[0] != "up=1" {
 			t.Errorf("with the cookie: Set-Cookie %q, want only the upstream's", got)
+		}
+	})
+}
+
+// TestRetryAfterSend checks nginx's proxy_next_upstream "error timeout"
+// for requests already sent: an idempotent request that got no response
+// head (the peer closed, or read_timeout passed) goes to the next peer; a
+// POST is not sent twice.
+func TestRetryAfterSend(t *testing.T) {
+	bothServers(t, func(t *testing.T, sk serverKind) {
+		dropping := newRawUpstream(t, func(c net.Conn, br *bufio.Reader) {
+			readHead(br) // read the request, answer nothing, close
+		})
+		silent := newRawUpstream(t, func(c net.Conn, br *bufio.Reader) {
+			readHead(br)
+			c.SetReadDeadline(time.Now().Add(2 * time.Second))
+			br.ReadByte() // hold the connection open without answering
+		})
+		ok := newRawUpstream(t, fixedResponder(okResp))
+		tests := []struct {
+			name, method string
+			first        string
+			status       int
+			picks        int
+		}{
+			{"GET dropped after send", "GET", dropping.addr(), 200, 2},
+			{"GET past read_timeout", "GET", silent.addr(), 200, 2},
+			{"POST dropped after send", "POST", dropping.addr(), 502, 1},
+			{"POST past read_timeout", "POST", silent.addr(), 504, 1},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				bal := &recordingBalancer{peers: []string{tt.first, ok.addr()}}
+				svc := serviceFor(t, ok.addr())
+				svc.ReadTimeout = 100 * time.Millisecond
+				svc.Balancer = bal
+				env := newEnv(t, sk, staticCfg(svc), TransportOptions{})
+				req, _ := http.NewRequest(tt.method, env.url+"/", nil)
+				resp, _ := do(t, http.DefaultClient, req)
+				if resp.StatusCode != tt.status {
+					t.Errorf("status %d, want %d", resp.StatusCode, tt.status)
+				}
+				bal.mu.Lock()
+				defer bal.mu.Unlock()
+				if len(bal.tries) != tt.picks {
+					t.Errorf("%d picks (%v), want %d", len(bal.tries), bal.tries, tt.picks)
+				}
+				if len(bal.errs) == 0 || bal.errs[0] == nil {
+					t.Errorf("the first peer's failure was not reported: %v", bal.errs)
+				}
+			})
 		}
 	})
 }

@@ -60,9 +60,12 @@ type Service struct {
 	Host string
 	// Port is the upstream TCP port, 1..65535.
 	Port int
-	// Retries is how many times a failed connection attempt is retried
-	// (Kong's service.retries, default 5). Only failures that happen before
-	// any of the request was sent are retried.
+	// Retries is how many times a failed attempt is retried on a new pick
+	// (Kong's service.retries, default 5), as nginx's proxy_next_upstream
+	// "error timeout": a connection failure for any request, and an error
+	// or read timeout before a complete response head for idempotent
+	// requests without a body. A response, whatever its status, is never
+	// retried.
 	Retries int
 	// ConnectTimeout bounds dialing one connection (Kong: connect_timeout,
 	// milliseconds in the entity, a Duration here). Zero means 60s.

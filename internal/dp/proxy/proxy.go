@@ -365,6 +365,17 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			continue
 		}
 		st.reportPeer(svc, addr, 0, err)
+		if replayable && st.attempt.Try < svc.Retries && r.Context().Err() == nil {
+			// nginx's proxy_next_upstream "error timeout", which Kong's
+			// retries use: an idempotent request without a body that got
+			// no complete response head (an error or a read timeout after
+			// it was sent) goes to the next pick. Nothing reached the
+			// client yet. Non-idempotent ones are retried only when the
+			// connection failed, above.
+			st.attempt.Try++
+			pick, fresh = true, false
+			continue
+		}
 		p.upstreamError(w, r, st, names, start, err, reqID)
 		return
 	}
