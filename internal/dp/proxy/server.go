@@ -40,7 +40,8 @@ type ServerOptions struct {
 	// send_timeout). Default 60s.
 	WriteTimeout time.Duration
 	// MaxHeaderBytes bounds the request line plus headers, in bytes. A
-	// longer request line is answered 414, longer headers 431. Default
+	// longer request line is answered 414, longer headers 494 (nginx's
+	// "Request Header Or Cookie Too Large", which Kong answers). Default
 	// 64 KiB.
 	MaxHeaderBytes int
 	// Logger receives handler panics. Default: the Proxy's logger, or
@@ -119,7 +120,7 @@ const (
 // and write deadlines refreshed at most about once a second. It handles
 // keep-alive, HTTP/1.0, Content-Length and chunked request bodies,
 // Expect: 100-continue, and answers malformed requests itself (400, 414,
-// 431, 501, 505). Use net/http's server for TLS listeners (HTTP/2).
+// 494, 501, 505). Use net/http's server for TLS listeners (HTTP/2).
 //
 // Serve blocks until ln fails or Shutdown is called, and then returns
 // http.ErrServerClosed. It may be called for several listeners. Requests
@@ -393,6 +394,11 @@ func (c *serverConn) close() {
 	s.mu.Unlock()
 }
 
+// statusHeaderTooLarge is nginx's own 494 for request headers over its
+// buffers, which Kong's error handler answers with "Request header or
+// cookie too large"; Kong clients see it rather than RFC 6585's 431.
+const statusHeaderTooLarge = 494
+
 var (
 	chunkedTE  = []string{"chunked"}
 	continue11 = []byte("HTTP/1.1 100 Continue\r\n\r\n")
@@ -422,7 +428,7 @@ func (c *serverConn) readRequest() (r *http.Request, status int, msg string) {
 			if reqLineEnd < 0 {
 				return nil, http.StatusRequestURITooLong, "Request-URI Too Large"
 			}
-			return nil, http.StatusRequestHeaderFieldsTooLarge, MsgRequestTooBig
+			return nil, statusHeaderTooLarge, MsgRequestTooBig
 		}
 		if err == bufio.ErrBufferFull {
 			continue

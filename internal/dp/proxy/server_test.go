@@ -133,7 +133,7 @@ func TestServerParser(t *testing.T) {
 		{"negative Content-Length", "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: -1\r\n\r\n", 1, []int{400}, nil, true},
 		{"unknown transfer coding", "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip\r\n\r\n", 1, []int{501}, nil, true},
 		{"unknown expectation", "POST / HTTP/1.1\r\nHost: h\r\nExpect: teapot\r\nContent-Length: 1\r\n\r\na", 1, []int{417}, nil, true},
-		{"headers too large", "GET / HTTP/1.1\r\nHost: h\r\nX-Big: " + long + "\r\n\r\n", 1, []int{431}, []string{MsgRequestTooBig}, true},
+		{"headers too large", "GET / HTTP/1.1\r\nHost: h\r\nX-Big: " + long + "\r\n\r\n", 1, []int{494}, []string{MsgRequestTooBig}, true},
 		{"request line too long", "GET /" + long + " HTTP/1.1\r\nHost: h\r\n\r\n", 1, []int{414}, nil, true},
 		{"malformed chunk size", "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 1, []int{200}, []string{"err=proxy: malformed chunked request body"}, true},
 		{"truncated head then EOF", "GET / HTTP/1.1\r\nHost: h\r\n", 0, nil, nil, true},
