@@ -14,6 +14,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/gantry-gw/gantry/internal/config/schema"
@@ -21,6 +22,7 @@ import (
 	"github.com/gantry-gw/gantry/internal/dp/cache"
 	"github.com/gantry-gw/gantry/internal/dp/gateway"
 	"github.com/gantry-gw/gantry/internal/dp/plugin"
+	"github.com/gantry-gw/gantry/internal/dp/plugins/prometheus"
 	"github.com/gantry-gw/gantry/internal/wire"
 	"github.com/spf13/cobra"
 
@@ -43,7 +45,11 @@ the instance keeps serving and reconnects with backoff. When its group is delete
 and reports itself orphaned.
 
 GET /status on --status-listen reports the configuration hash and revision served and the connection
-state; GET /status/ready answers 200 once a configuration is loaded and 503 before.`,
+state; GET /status/ready answers 200 once a configuration is loaded and 503 before. GET /metrics
+serves Prometheus metrics: the prometheus plugin's series with Kong's names (kong_http_requests_total,
+kong_*_latency_ms, kong_bandwidth_bytes, kong_upstream_target_health) and the instance's own
+(kong_data_plane_config_hash, gantry_control_plane_connected, gantry_data_plane_config_revision,
+gantry_data_plane_config_applied_timestamp_seconds, ...).`,
 		Example: `  gantry runtime --control-plane cp.example.com:8005 --cert tls.crt --key tls.key --ca ca.crt
   GANTRY_CONTROL_PLANE=cp:8005 GANTRY_LABEL=zone=eu-1,tier=edge gantry runtime --cert tls.crt --key tls.key --ca ca.crt`,
 		Args: cobra.NoArgs,
@@ -230,10 +236,31 @@ func runRuntime(ctx context.Context, o runtimeOptions) error {
 		log.Info("proxy stopped")
 	}()
 
-	ag, err := agent.New(agent.Options{
+	// The agent applies through a recorder of the last successful apply,
+	// which /metrics reports; the metrics read the agent's status, so the
+	// agent is referenced only once it exists (scrapes start later).
+	applied := &appliedRecorder{Applier: gw}
+	var ag *agent.Agent
+	metricsOpts := prometheus.RuntimeOptions{
+		Metrics: prometheus.MetricsFrom(gw.State()), NodeID: nodeID, Hostname: o.hostname, Version: schema.KongVersion,
+		Status: func() prometheus.RuntimeStatus {
+			st := ag.Status()
+			return prometheus.RuntimeStatus{ConfigHash: st.ConfigurationHash, Revision: st.Revision, Connected: st.Connected,
+				LastApplied: applied.last()}
+		},
+		Upstreams: gw.Health().StatusAll,
+	}
+	if len(o.tls.Certificates) > 0 && o.tls.Certificates[0].Leaf != nil {
+		metricsOpts.ClusterCertExpiry = o.tls.Certificates[0].Leaf.NotAfter
+	}
+	metrics, err := prometheus.NewHandler(metricsOpts)
+	if err != nil {
+		return err
+	}
+	ag, err = agent.New(agent.Options{
 		ControlPlane: o.controlPlane, TLSConfig: o.tls, NodeID: nodeID, Hostname: o.hostname,
-		Version: schema.KongVersion, Plugins: bundledPlugins(), Labels: o.labels, Applier: gw, Cache: c,
-		Logger: log, PingInterval: o.pingInterval,
+		Version: schema.KongVersion, Plugins: bundledPlugins(), Labels: o.labels, Applier: applied, Cache: c,
+		Logger: log, PingInterval: o.pingInterval, Metrics: metrics,
 	})
 	if err != nil {
 		return err
@@ -269,4 +296,32 @@ func runRuntime(ctx context.Context, o runtimeOptions) error {
 		log.Error("stopping the status API", "error", err)
 	}
 	return runErr
+}
+
+// appliedRecorder remembers when its Applier last applied a configuration
+// successfully, for the gantry_data_plane_config_applied_timestamp_seconds
+// metric. Safe for concurrent use.
+type appliedRecorder struct {
+	agent.Applier
+	// at is the Unix time in nanoseconds of the last successful apply; 0
+	// when none.
+	at atomic.Int64
+}
+
+// Apply implements agent.Applier.
+func (r *appliedRecorder) Apply(ctx context.Context, cfg map[string]any, hash string) ([]wire.EntityError, error) {
+	errs, err := r.Applier.Apply(ctx, cfg, hash)
+	if err == nil && len(errs) == 0 {
+		r.at.Store(time.Now().UnixNano())
+	}
+	return errs, err
+}
+
+// last returns when a configuration was last applied; the zero time when
+// none was.
+func (r *appliedRecorder) last() time.Time {
+	if n := r.at.Load(); n != 0 {
+		return time.Unix(0, n)
+	}
+	return time.Time{}
 }
