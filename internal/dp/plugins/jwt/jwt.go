@@ -1,12 +1,35 @@
-// Package jwt is Kong's jwt plugin: HS*, RS*, PS* and ES* signed tokens
-// verified against jwt credentials, with exp/nbf checks and a maximum
-// expiration.
+// Package jwt is Kong's jwt plugin: HS*, RS*, PS*, ES* and EdDSA signed
+// tokens verified against jwt credentials, with exp/nbf checks and a
+// maximum expiration.
+//
+// The credential is found by the key claim (iss by default) and decides the
+// consumer and the algorithm, as in Kong. Asymmetric tokens may in addition
+// name their signing key with the kid header, and are then verified with a
+// keys entity of the runtime group instead of the credential's
+// rsa_public_key:
+//
+//  1. the key with that kid in the key set whose name equals the
+//     credential's key (the iss value), so an issuer's keys can be
+//     rotated as one set and keys of one issuer never verify another's
+//     tokens;
+//  2. else the key with that kid that belongs to no key set, shared by
+//     every credential of the group;
+//  3. else (no kid, or no such key: say it was rotated out) the
+//     credential's rsa_public_key, as Kong does.
+//
+// A keys entity gives its public key as a JWK (kty RSA, EC with crv P-256,
+// P-384 or P-521, or OKP with crv Ed25519) or as PEM (pem.public_key, or
+// the public half of pem.private_key). Once a key is chosen it alone
+// decides: a signature it does not verify is "Invalid signature", without
+// trying the credential's key.
 package jwt
 
 import (
 	"bytes"
 	"crypto"
 	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
 	"crypto/hmac"
 	"crypto/rsa"
 	"crypto/sha256"
@@ -21,6 +44,7 @@ import (
 	"math/big"
 	"net/http"
 	"regexp"
+	"strings"
 	"sync"
 	"time"
 
@@ -59,8 +83,9 @@ type JWT struct {
 	wwwErr    http.Header
 	verifyExp bool
 	verifyNbf bool
-	// keys caches parsed public keys per credential for this generation.
-	keys sync.Map // *plugin.JWTCredential -> crypto.PublicKey
+	// keys caches parsed public keys for this generation, per credential
+	// (rsa_public_key) and per keys entity.
+	keys sync.Map // *plugin.JWTCredential or *plugin.Key -> crypto.PublicKey
 }
 
 var _ plugin.Accesser = (*JWT)(nil)
@@ -201,46 +226,35 @@ func parse(raw string) (*token, error) {
 type algorithm struct {
 	hash func() hash.Hash
 	h    crypto.Hash
-	kind byte // 'H'mac, 'R'sa pkcs1v15, 'P'ss, 'E'cdsa
+	kind byte // 'H'mac, 'R'sa pkcs1v15, 'P'ss, 'E'cdsa, 'D' EdDSA (Ed25519)
 	size int  // ECDSA coordinate size in bytes
+	// curve is the ECDSA curve the key must be on.
+	curve elliptic.Curve
 }
 
 var algs = map[string]algorithm{
-	"HS256": {sha256.New, crypto.SHA256, 'H', 0},
-	"HS384": {sha512.New384, crypto.SHA384, 'H', 0},
-	"HS512": {sha512.New, crypto.SHA512, 'H', 0},
-	"RS256": {sha256.New, crypto.SHA256, 'R', 0},
-	"RS384": {sha512.New384, crypto.SHA384, 'R', 0},
-	"RS512": {sha512.New, crypto.SHA512, 'R', 0},
-	"PS256": {sha256.New, crypto.SHA256, 'P', 0},
-	"PS384": {sha512.New384, crypto.SHA384, 'P', 0},
-	"PS512": {sha512.New, crypto.SHA512, 'P', 0},
-	"ES256": {sha256.New, crypto.SHA256, 'E', 32},
-	"ES384": {sha512.New384, crypto.SHA384, 'E', 48},
-	"ES512": {sha512.New, crypto.SHA512, 'E', 66},
+	"HS256": {sha256.New, crypto.SHA256, 'H', 0, nil},
+	"HS384": {sha512.New384, crypto.SHA384, 'H', 0, nil},
+	"HS512": {sha512.New, crypto.SHA512, 'H', 0, nil},
+	"RS256": {sha256.New, crypto.SHA256, 'R', 0, nil},
+	"RS384": {sha512.New384, crypto.SHA384, 'R', 0, nil},
+	"RS512": {sha512.New, crypto.SHA512, 'R', 0, nil},
+	"PS256": {sha256.New, crypto.SHA256, 'P', 0, nil},
+	"PS384": {sha512.New384, crypto.SHA384, 'P', 0, nil},
+	"PS512": {sha512.New, crypto.SHA512, 'P', 0, nil},
+	"ES256": {sha256.New, crypto.SHA256, 'E', 32, elliptic.P256()},
+	"ES384": {sha512.New384, crypto.SHA384, 'E', 48, elliptic.P384()},
+	"ES512": {sha512.New, crypto.SHA512, 'E', 66, elliptic.P521()},
+	"EdDSA": {nil, 0, 'D', 0, nil},
 }
 
-func (j *JWT) publicKey(cred *plugin.JWTCredential, keyPEM []byte) (crypto.PublicKey, error) {
+// credentialKey returns the credential's rsa_public_key, parsed once per
+// generation.
+func (j *JWT) credentialKey(cred *plugin.JWTCredential, keyPEM []byte) (crypto.PublicKey, error) {
 	if k, ok := j.keys.Load(cred); ok {
 		return k, nil
 	}
-	block, _ := pem.Decode(keyPEM)
-	if block == nil {
-		return nil, errors.New("no PEM block")
-	}
-	var key crypto.PublicKey
-	var err error
-	switch block.Type {
-	case "RSA PUBLIC KEY":
-		key, err = x509.ParsePKCS1PublicKey(block.Bytes)
-	case "CERTIFICATE":
-		var cert *x509.Certificate
-		if cert, err = x509.ParseCertificate(block.Bytes); err == nil {
-			key = cert.PublicKey
-		}
-	default:
-		key, err = x509.ParsePKIXPublicKey(block.Bytes)
-	}
+	key, err := parsePublicPEM(keyPEM)
 	if err != nil {
 		return nil, err
 	}
@@ -248,15 +262,189 @@ func (j *JWT) publicKey(cred *plugin.JWTCredential, keyPEM []byte) (crypto.Publi
 	return key, nil
 }
 
-func (j *JWT) verify(t *token, alg algorithm, cred *plugin.JWTCredential, secret []byte) bool {
-	if alg.kind == 'H' {
-		m := hmac.New(alg.hash, secret)
-		m.Write(t.signingInput)
-		return hmac.Equal(m.Sum(nil), t.signature)
+// entityKey returns the public key of a keys entity, parsed once per
+// generation.
+func (j *JWT) entityKey(k *plugin.Key) (crypto.PublicKey, error) {
+	if v, ok := j.keys.Load(k); ok {
+		return v, nil
 	}
-	key, err := j.publicKey(cred, secret)
+	var key crypto.PublicKey
+	var err error
+	switch {
+	case k.JWK != "":
+		key, err = parseJWK([]byte(k.JWK))
+	case k.PublicKey != "":
+		key, err = parsePublicPEM([]byte(k.PublicKey))
+	case k.PrivateKey != "":
+		key, err = publicOfPrivatePEM([]byte(k.PrivateKey))
+	default:
+		err = errors.New("key has no key material")
+	}
 	if err != nil {
-		return false
+		return nil, err
+	}
+	j.keys.Store(k, key)
+	return key, nil
+}
+
+// pickKey applies the keys rule of the package doc: the key named kid in
+// the key set named after the credential's key, else the one in no set;
+// nil when neither exists.
+func (j *JWT) pickKey(kid string, cred *plugin.JWTCredential) *plugin.Key {
+	var shared *plugin.Key
+	for _, k := range j.store.KeysByKid(kid) {
+		switch {
+		case k.SetID != "" && k.SetName == cred.Key:
+			return k
+		case k.SetID == "" && shared == nil:
+			shared = k
+		}
+	}
+	return shared
+}
+
+func parsePublicPEM(b []byte) (crypto.PublicKey, error) {
+	block, _ := pem.Decode(b)
+	if block == nil {
+		return nil, errors.New("no PEM block")
+	}
+	switch block.Type {
+	case "RSA PUBLIC KEY":
+		return x509.ParsePKCS1PublicKey(block.Bytes)
+	case "CERTIFICATE":
+		cert, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return nil, err
+		}
+		return cert.PublicKey, nil
+	}
+	return x509.ParsePKIXPublicKey(block.Bytes)
+}
+
+func publicOfPrivatePEM(b []byte) (crypto.PublicKey, error) {
+	block, _ := pem.Decode(b)
+	if block == nil {
+		return nil, errors.New("no PEM block")
+	}
+	var priv any
+	var err error
+	switch block.Type {
+	case "RSA PRIVATE KEY":
+		priv, err = x509.ParsePKCS1PrivateKey(block.Bytes)
+	case "EC PRIVATE KEY":
+		priv, err = x509.ParseECPrivateKey(block.Bytes)
+	default:
+		priv, err = x509.ParsePKCS8PrivateKey(block.Bytes)
+	}
+	if err != nil {
+		return nil, err
+	}
+	signer, ok := priv.(crypto.Signer)
+	if !ok {
+		return nil, fmt.Errorf("unsupported private key type %T", priv)
+	}
+	return signer.Public(), nil
+}
+
+// jwk holds the public members of the JSON Web Key types tokens are
+// verified with (RFC 7517, 7518, 8037); values are base64url.
+type jwk struct {
+	Kty string `json:"kty"`
+	Crv string `json:"crv"`
+	N   string `json:"n"`
+	E   string `json:"e"`
+	X   string `json:"x"`
+	Y   string `json:"y"`
+}
+
+func parseJWK(b []byte) (crypto.PublicKey, error) {
+	var k jwk
+	if err := json.Unmarshal(b, &k); err != nil {
+		return nil, fmt.Errorf("jwk: %w", err)
+	}
+	dec := func(name, v string) ([]byte, error) {
+		out, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(v, "="))
+		if err != nil || len(out) == 0 {
+			return nil, fmt.Errorf("jwk: %s is not base64url", name)
+		}
+		return out, nil
+	}
+	switch k.Kty {
+	case "RSA":
+		n, err := dec("n", k.N)
+		if err != nil {
+			return nil, err
+		}
+		e, err := dec("e", k.E)
+		if err != nil {
+			return nil, err
+		}
+		if len(e) > 4 {
+			return nil, errors.New("jwk: e is too large")
+		}
+		exp := 0
+		for _, c := range e {
+			exp = exp<<8 | int(c)
+		}
+		return &rsa.PublicKey{N: new(big.Int).SetBytes(n), E: exp}, nil
+	case "EC":
+		var curve elliptic.Curve
+		switch k.Crv {
+		case "P-256":
+			curve = elliptic.P256()
+		case "P-384":
+			curve = elliptic.P384()
+		case "P-521":
+			curve = elliptic.P521()
+		default:
+			return nil, fmt.Errorf("jwk: unsupported EC curve %q", k.Crv)
+		}
+		x, err := dec("x", k.X)
+		if err != nil {
+			return nil, err
+		}
+		y, err := dec("y", k.Y)
+		if err != nil {
+			return nil, err
+		}
+		size := (curve.Params().BitSize + 7) / 8
+		if len(x) > size || len(y) > size {
+			return nil, errors.New("jwk: EC coordinate too long")
+		}
+		point := make([]byte, 1+2*size)
+		point[0] = 4 // uncompressed
+		copy(point[1+size-len(x):1+size], x)
+		copy(point[1+2*size-len(y):], y)
+		return ecdsa.ParseUncompressedPublicKey(curve, point)
+	case "OKP":
+		if k.Crv != "Ed25519" {
+			return nil, fmt.Errorf("jwk: unsupported OKP curve %q", k.Crv)
+		}
+		x, err := dec("x", k.X)
+		if err != nil {
+			return nil, err
+		}
+		if len(x) != ed25519.PublicKeySize {
+			return nil, errors.New("jwk: Ed25519 x must be 32 bytes")
+		}
+		return ed25519.PublicKey(x), nil
+	}
+	return nil, fmt.Errorf("jwk: unsupported kty %q", k.Kty)
+}
+
+// verifyHMAC checks an HS* signature.
+func verifyHMAC(t *token, alg algorithm, secret []byte) bool {
+	m := hmac.New(alg.hash, secret)
+	m.Write(t.signingInput)
+	return hmac.Equal(m.Sum(nil), t.signature)
+}
+
+// verifyKey checks an asymmetric signature with key, which must be of the
+// algorithm's type (and curve).
+func verifyKey(t *token, alg algorithm, key crypto.PublicKey) bool {
+	if alg.kind == 'D' {
+		k, ok := key.(ed25519.PublicKey)
+		return ok && ed25519.Verify(k, t.signingInput, t.signature)
 	}
 	h := alg.hash()
 	h.Write(t.signingInput)
@@ -270,7 +458,7 @@ func (j *JWT) verify(t *token, alg algorithm, cred *plugin.JWTCredential, secret
 		return ok && rsa.VerifyPSS(k, alg.h, digest, t.signature, nil) == nil
 	case 'E':
 		k, ok := key.(*ecdsa.PublicKey)
-		if !ok || len(t.signature) != 2*alg.size {
+		if !ok || k.Curve != alg.curve || len(t.signature) != 2*alg.size {
 			return false
 		}
 		r := new(big.Int).SetBytes(t.signature[:alg.size])
@@ -278,6 +466,49 @@ func (j *JWT) verify(t *token, alg algorithm, cred *plugin.JWTCredential, secret
 		return ecdsa.Verify(k, digest, r, s)
 	}
 	return false
+}
+
+// checkSignature verifies t with the key the package doc's rule picks.
+func (j *JWT) checkSignature(t *token, alg algorithm, cred *plugin.JWTCredential) *plugin.AuthFailure {
+	if alg.kind != 'H' {
+		if kid, _ := t.header["kid"].(string); kid != "" {
+			if k := j.pickKey(kid, cred); k != nil {
+				key, err := j.entityKey(k)
+				if err != nil {
+					return j.fail("Invalid key/secret")
+				}
+				if !verifyKey(t, alg, key) {
+					return j.fail("Invalid signature")
+				}
+				return nil
+			}
+		}
+	}
+	secret := cred.RSAPublicKey
+	if alg.kind == 'H' {
+		secret = cred.Secret
+	}
+	secretBytes := []byte(secret)
+	if j.cfg.SecretIsBase64 {
+		var err error
+		if secretBytes, err = base64.StdEncoding.DecodeString(secret); err != nil {
+			secretBytes = nil
+		}
+	}
+	if len(secretBytes) == 0 {
+		return j.fail("Invalid key/secret")
+	}
+	if alg.kind == 'H' {
+		if !verifyHMAC(t, alg, secretBytes) {
+			return j.fail("Invalid signature")
+		}
+		return nil
+	}
+	key, err := j.credentialKey(cred, secretBytes)
+	if err != nil || !verifyKey(t, alg, key) {
+		return j.fail("Invalid signature")
+	}
+	return nil
 }
 
 func (j *JWT) authenticate(c *plugin.Ctx) *plugin.AuthFailure {
@@ -315,21 +546,9 @@ func (j *JWT) authenticate(c *plugin.Ctx) *plugin.AuthFailure {
 	if alg, _ := t.header["alg"].(string); alg != want {
 		return j.fail("Invalid algorithm")
 	}
-	secret := cred.RSAPublicKey
-	if want[:2] == "HS" {
-		secret = cred.Secret
-	}
-	secretBytes := []byte(secret)
-	if j.cfg.SecretIsBase64 {
-		if secretBytes, err = base64.StdEncoding.DecodeString(secret); err != nil {
-			secretBytes = nil
-		}
-	}
-	if len(secretBytes) == 0 {
-		return j.fail("Invalid key/secret")
-	}
-	if !j.verify(t, algs[want], cred, secretBytes) {
-		return j.fail("Invalid signature")
+	alg := algs[want]
+	if f := j.checkSignature(t, alg, cred); f != nil {
+		return f
 	}
 	now := float64(nowFunc().Unix())
 	errs := map[string]string{}
