@@ -51,6 +51,15 @@ type LogInfo struct {
 	UpstreamURI string
 }
 
+// URICaptures gives access to the groups of a regex path match; the
+// router's Captures implements it. Group 0 is the whole match.
+type URICaptures interface {
+	// Group returns group i and whether it took part in the match.
+	Group(i int) (string, bool)
+	// Named returns the group called name and whether it took part.
+	Named(name string) (string, bool)
+}
+
 type headerKV struct{ key, value string }
 
 // Ctx is the state of one request as it travels through a chain. It is
@@ -69,6 +78,10 @@ type Ctx struct {
 	// name or id, service name or host); see [RouteRef]. Set with the ids.
 	RouteName   string
 	ServiceName string
+	// URICaptures are the regex groups of the matched route's path (Kong's
+	// uri_captures); nil when the route matched no regex path or the caller
+	// does not provide them.
+	URICaptures URICaptures
 	// Consumer and Credential are set by [Ctx.Authenticate].
 	Consumer   *Consumer
 	Credential *Credential

@@ -18,6 +18,8 @@ type HandlerOptions struct {
 	RouteID string
 	// Upstream is required; it plays the proxied service.
 	Upstream http.Handler
+	// URICaptures, when set, gives each request its route's regex captures.
+	URICaptures func(r *http.Request) URICaptures
 }
 
 // NewHandler returns a handler that runs the full plugin lifecycle in front
@@ -38,6 +40,9 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer ReleaseCtx(c)
 	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
 		c.ClientIP = ap.Addr().Unmap()
+	}
+	if h.opts.URICaptures != nil {
+		c.URICaptures = h.opts.URICaptures(r)
 	}
 	set := h.opts.Set
 	set.Rewrite(c)

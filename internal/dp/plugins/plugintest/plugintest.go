@@ -42,6 +42,8 @@ type Options struct {
 	Routes   []plugin.RouteRef
 	RouteID  string
 	Upstream http.Handler
+	// URICaptures, when set, gives each request regex captures.
+	URICaptures func(r *http.Request) plugin.URICaptures
 }
 
 // New compiles opts and fails the test on error. Upstream defaults to
@@ -57,7 +59,7 @@ func New(t testing.TB, opts Options) *Setup {
 	if up == nil {
 		up = http.HandlerFunc(Echo)
 	}
-	h, err := plugin.NewHandler(plugin.HandlerOptions{Set: set, RouteID: opts.RouteID, Upstream: up})
+	h, err := plugin.NewHandler(plugin.HandlerOptions{Set: set, RouteID: opts.RouteID, Upstream: up, URICaptures: opts.URICaptures})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,5 +1,30 @@
 // Package requesttransformer is Kong's request-transformer plugin: it edits
 // the URI, method, headers, body and query string sent upstream.
+//
+// Templates, as Kong evaluates them in the values of rename, replace, add
+// and append entries and in replace.uri: every $(...) in a value (found
+// with balanced parentheses) is replaced by the value of the expression
+// inside; the rest of the value is literal text. Kong evaluates a Lua
+// expression in a sandbox; the runtime accepts the expressions Kong
+// documents, and rejects any other when the plugin is built:
+//
+//	headers.x_custom_name    request header X-Custom-Name (underscores read as
+//	headers["X-Custom-Name"] hyphens, names case-insensitive)
+//	query_params.name        query argument; an argument without "=" is "true"
+//	query_params["name"]
+//	uri_captures.name        named group of the route's regex path
+//	uri_captures["name"]
+//	uri_captures[1]          numbered group (0 is the whole match)
+//	shared.name              a string another plugin stored for the request
+//	"text" or 'text'         a literal, so $('$(not evaluated)') escapes a template
+//	a or b or ...            the first operand that exists (Lua's "or")
+//
+// An operand that does not exist renders as the empty string. A header or
+// argument given several times renders its first value (Kong would render
+// the Lua table). Templates read the request as it reached the plugin,
+// before any of the plugin's own changes.
+//
+// The route's captures come from [plugin.Ctx.URICaptures].
 package requesttransformer
 
 import (
@@ -48,7 +73,20 @@ type Config struct {
 	Append     Fields        `json:"append"`
 }
 
-type kv struct{ name, value string }
+// kv is one name:value entry; tmpl is the compiled value when it holds a
+// template.
+type kv struct {
+	name, value string
+	tmpl        *tmpl
+}
+
+// val returns the entry's value for this request.
+func (p *kv) val(env *tmplEnv) string {
+	if p.tmpl == nil {
+		return p.value
+	}
+	return p.tmpl.render(env)
+}
 
 type ops struct {
 	remove                       []string
@@ -62,8 +100,11 @@ func (o *ops) empty() bool {
 // RequestTransformer is a built request-transformer instance.
 type RequestTransformer struct {
 	method               string
-	uri                  *string
+	uri                  *kv // value only; nil when replace.uri is unset
 	headers, query, body ops
+	// templates is set when some value holds a template, so requests
+	// snapshot what templates read.
+	templates bool
 }
 
 var _ plugin.Accesser = (*RequestTransformer)(nil)
@@ -75,7 +116,11 @@ func pairs(field string, in []string) ([]kv, error) {
 		if !ok || n == "" {
 			return nil, fmt.Errorf("request-transformer: %s: invalid value %q: expected name:value", field, s)
 		}
-		out = append(out, kv{n, v})
+		t, err := compileValue(v)
+		if err != nil {
+			return nil, fmt.Errorf("request-transformer: %s: %w", field, err)
+		}
+		out = append(out, kv{name: n, value: v, tmpl: t})
 	}
 	return out, nil
 }
@@ -105,7 +150,14 @@ func New(raw json.RawMessage, env plugin.Env) (plugin.Instance, error) {
 	if err := json.Unmarshal(raw, &cfg); err != nil {
 		return nil, fmt.Errorf("request-transformer: invalid config: %w", err)
 	}
-	rt := &RequestTransformer{uri: cfg.Replace.URI}
+	rt := &RequestTransformer{}
+	if u := cfg.Replace.URI; u != nil {
+		t, err := compileValue(*u)
+		if err != nil {
+			return nil, fmt.Errorf("request-transformer: replace.uri: %w", err)
+		}
+		rt.uri = &kv{value: *u, tmpl: t}
+	}
 	if cfg.HTTPMethod != nil {
 		rt.method = strings.ToUpper(*cfg.HTTPMethod)
 	}
@@ -119,6 +171,14 @@ func New(raw json.RawMessage, env plugin.Env) (plugin.Instance, error) {
 	if rt.body, err = build("body", &cfg, func(f *Fields) []string { return f.Body }); err != nil {
 		return nil, err
 	}
+	rt.templates = rt.uri != nil && rt.uri.tmpl != nil
+	for _, o := range []*ops{&rt.headers, &rt.query, &rt.body} {
+		for _, l := range [][]kv{o.rename, o.replace, o.add, o.append} {
+			for i := range l {
+				rt.templates = rt.templates || l[i].tmpl != nil
+			}
+		}
+	}
 	return rt, nil
 }
 
@@ -126,15 +186,20 @@ func New(raw json.RawMessage, env plugin.Env) (plugin.Instance, error) {
 // query string, each with remove, rename, replace, add, append.
 func (rt *RequestTransformer) Access(c *plugin.Ctx) error {
 	r := c.Request
+	var env *tmplEnv
+	if rt.templates {
+		// Templates read the request as it reached the plugin.
+		env = &tmplEnv{header: r.Header.Clone(), rawQuery: r.URL.RawQuery, captures: c.URICaptures, c: c}
+	}
 	if rt.uri != nil {
-		r.URL.Path, r.URL.RawPath = *rt.uri, ""
+		r.URL.Path, r.URL.RawPath = rt.uri.val(env), ""
 	}
 	if rt.method != "" {
 		r.Method = rt.method
 	}
-	rt.transformHeaders(r)
+	rt.transformHeaders(r, env)
 	if !rt.body.empty() {
-		if err := rt.transformBody(r); err != nil {
+		if err := rt.transformBody(r, env); err != nil {
 			return err
 		}
 	}
@@ -147,28 +212,28 @@ func (rt *RequestTransformer) Access(c *plugin.Ctx) error {
 		for _, p := range o.rename {
 			if vs, ok := q[p.name]; ok {
 				q.Del(p.name)
-				q[p.value] = vs
+				q[p.val(env)] = vs
 			}
 		}
 		for _, p := range o.replace {
 			if q.Has(p.name) {
-				q.Set(p.name, p.value)
+				q.Set(p.name, p.val(env))
 			}
 		}
 		for _, p := range o.add {
 			if !q.Has(p.name) {
-				q.Set(p.name, p.value)
+				q.Set(p.name, p.val(env))
 			}
 		}
 		for _, p := range o.append {
-			q.Add(p.name, p.value)
+			q.Add(p.name, p.val(env))
 		}
 		r.URL.RawQuery = q.Encode()
 	}
 	return nil
 }
 
-func (rt *RequestTransformer) transformHeaders(r *http.Request) {
+func (rt *RequestTransformer) transformHeaders(r *http.Request, env *tmplEnv) {
 	o := &rt.headers
 	h := r.Header
 	for _, n := range o.remove {
@@ -180,7 +245,7 @@ func (rt *RequestTransformer) transformHeaders(r *http.Request) {
 	for _, p := range o.rename {
 		if vs := h.Values(p.name); len(vs) > 0 {
 			h.Del(p.name)
-			h[http.CanonicalHeaderKey(p.value)] = vs
+			h[http.CanonicalHeaderKey(p.val(env))] = vs
 		}
 	}
 	set := func(name, value string) {
@@ -191,22 +256,22 @@ func (rt *RequestTransformer) transformHeaders(r *http.Request) {
 	}
 	for _, p := range o.replace {
 		if h.Get(p.name) != "" || (strings.EqualFold(p.name, "host") && r.Host != "") {
-			set(p.name, p.value)
+			set(p.name, p.val(env))
 		}
 	}
 	for _, p := range o.add {
 		if _, ok := h[http.CanonicalHeaderKey(p.name)]; !ok {
-			set(p.name, p.value)
+			set(p.name, p.val(env))
 		}
 	}
 	for _, p := range o.append {
-		h.Add(p.name, p.value)
+		h.Add(p.name, p.val(env))
 	}
 }
 
 const maxBody = 8 << 20
 
-func (rt *RequestTransformer) transformBody(r *http.Request) error {
+func (rt *RequestTransformer) transformBody(r *http.Request, env *tmplEnv) error {
 	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if mt != "application/json" && mt != "application/x-www-form-urlencoded" {
 		// Kong leaves bodies without a content type alone; multipart bodies
@@ -238,27 +303,27 @@ func (rt *RequestTransformer) transformBody(r *http.Request) error {
 		for _, p := range o.rename {
 			if v, ok := obj[p.name]; ok {
 				delete(obj, p.name)
-				obj[p.value] = v
+				obj[p.val(env)] = v
 			}
 		}
 		for _, p := range o.replace {
 			if _, ok := obj[p.name]; ok {
-				obj[p.name] = p.value
+				obj[p.name] = p.val(env)
 			}
 		}
 		for _, p := range o.add {
 			if _, ok := obj[p.name]; !ok {
-				obj[p.name] = p.value
+				obj[p.name] = p.val(env)
 			}
 		}
 		for _, p := range o.append {
 			switch cur := obj[p.name].(type) {
 			case nil:
-				obj[p.name] = p.value
+				obj[p.name] = p.val(env)
 			case []any:
-				obj[p.name] = append(cur, p.value)
+				obj[p.name] = append(cur, p.val(env))
 			default:
-				obj[p.name] = []any{cur, p.value}
+				obj[p.name] = []any{cur, p.val(env)}
 			}
 		}
 		out, _ = json.Marshal(obj)
@@ -273,21 +338,21 @@ func (rt *RequestTransformer) transformBody(r *http.Request) error {
 		for _, p := range o.rename {
 			if vs, ok := form[p.name]; ok {
 				form.Del(p.name)
-				form[p.value] = vs
+				form[p.val(env)] = vs
 			}
 		}
 		for _, p := range o.replace {
 			if form.Has(p.name) {
-				form.Set(p.name, p.value)
+				form.Set(p.name, p.val(env))
 			}
 		}
 		for _, p := range o.add {
 			if !form.Has(p.name) {
-				form.Set(p.name, p.value)
+				form.Set(p.name, p.val(env))
 			}
 		}
 		for _, p := range o.append {
-			form.Add(p.name, p.value)
+			form.Add(p.name, p.val(env))
 		}
 		out = []byte(form.Encode())
 	}
