@@ -32,7 +32,9 @@
 # bench/results/ (git-ignored).
 #
 # Usage: bench/runtime.sh   (env: RUNS=3 DURATION=10 WARMUP=3 CONNS=50
-#                            TARGETS="direct nginx gantry nginx-plugins gantry-plugins")
+#                            TARGETS="direct nginx gantry nginx-plugins gantry-plugins"
+#                            RUNTIME_ENV="GOGC=200 GODEBUG=gctrace=1": extra
+#                            environment of the runtimes, for experiments)
 set -euo pipefail
 
 RUNS=${RUNS:-3}
@@ -247,7 +249,8 @@ echo "control plane configured" >&2
 declare -A TPID
 start_runtime() { # target group-dir-name
 	local t=$1 dir=$WORK/$2 gid=${GROUP[$1]} want got
-	GANTRY_LOG_LEVEL=warn taskset -c 1 "$WORK/gantry" runtime --control-plane 127.0.0.1:$CLUSTER_PORT \
+	# shellcheck disable=SC2086 # RUNTIME_ENV is a list of NAME=value words
+	env GANTRY_LOG_LEVEL=warn ${RUNTIME_ENV:-} taskset -c 1 "$WORK/gantry" runtime --control-plane 127.0.0.1:$CLUSTER_PORT \
 		--cert "$dir/tls.crt" --key "$dir/tls.key" --ca "$dir/ca.crt" --server-name localhost \
 		--proxy-listen 127.0.0.1:${PORT[$t]} --proxy-tls-listen off --status-listen 127.0.0.1:$STATUS_PORT \
 		--cache-dir "$dir/cache" >"$dir/runtime.log" 2>&1 &
