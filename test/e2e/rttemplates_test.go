@@ -1,0 +1,36 @@
+package e2e
+
+import (
+	"net/http"
+	"testing"
+)
+
+// TestRequestTransformerTemplates configures request-transformer values
+// holding Kong's templates through the Admin API and checks what the
+// upstream receives.
+func TestRequestTransformerTemplates(t *testing.T) {
+	e := newGatewayEnv(t, "rt-templates")
+	up := newEcho(t, "up")
+	e.create(t, "services", map[string]any{"name": "echo", "url": up.URL})
+	e.create(t, "services/echo/routes", map[string]any{"name": "tpl", "paths": []string{"/tpl"}})
+	e.create(t, "routes/tpl/plugins", map[string]any{"name": "request-transformer", "config": map[string]any{
+		"add": map[string]any{
+			"headers":     []string{"x-user:$(headers.x_user_id)", "x-plan:$(query_params.plan or 'free')"},
+			"querystring": []string{"uid:$(headers['X-User-Id'])"},
+		},
+		"replace": map[string]any{"uri": "/users/$(headers.x_user_id)"},
+	}})
+	e.converge(t)
+
+	req := mustRequest(t, "GET", e.proxyURL("/tpl/anything?x=1"), nil)
+	req.Header.Set("X-User-Id", "u-7")
+	res, body := e.send(t, req)
+	if res.StatusCode != 200 {
+		t.Fatalf("%d %s", res.StatusCode, body)
+	}
+	s := decodeSeen(t, body)
+	h := http.Header(s.Header)
+	if h.Get("X-User") != "u-7" || h.Get("X-Plan") != "free" || s.Path != "/users/u-7" || s.RawQuery != "uid=u-7&x=1" {
+		t.Errorf("upstream saw path %q query %q X-User %q X-Plan %q", s.Path, s.RawQuery, h.Get("X-User"), h.Get("X-Plan"))
+	}
+}
