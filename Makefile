@@ -17,6 +17,9 @@ run: build
 
 # test runs every test (unit, store on SQLite and PostgreSQL, end-to-end) with the race detector.
 test: vet
+	@# Allocation budgets are skipped under the race detector (it changes allocation counts), so
+	@# they run first on their own without it; then every test runs with it.
+	$(GO) test -count=1 -run 'Alloc|NoAlloc|NotAllocate' ./internal/... | grep -v 'no test'
 	$(GO) test -race -count=1 -timeout 30m $(PKGS)
 
 vet:
