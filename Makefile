@@ -19,7 +19,7 @@ run: build
 test: vet
 	@# Allocation budgets are skipped under the race detector (it changes allocation counts), so
 	@# they run first on their own without it; then every test runs with it.
-	$(GO) test -count=1 -run 'Alloc|NoAlloc|NotAllocate' ./internal/... | grep -v 'no test'
+	$(GO) test -count=1 -run 'Alloc|NoAlloc|NotAllocate' ./internal/...
 	$(GO) test -race -count=1 -timeout 30m $(PKGS)
 
 vet:
