@@ -20,7 +20,22 @@ func TestRequestTransformerTemplates(t *testing.T) {
 		},
 		"replace": map[string]any{"uri": "/users/$(headers.x_user_id)"},
 	}})
+	// A regex route whose named and numbered captures feed the templates (Kong's uri_captures).
+	e.create(t, "services/echo/routes", map[string]any{"name": "cap", "paths": []string{`~/accounts/(?<account>[a-z0-9]+)/items/(\d+)$`}})
+	e.create(t, "routes/cap/plugins", map[string]any{"name": "request-transformer", "config": map[string]any{
+		"add":     map[string]any{"headers": []string{"x-account:$(uri_captures.account)", "x-item:$(uri_captures[2])"}},
+		"replace": map[string]any{"uri": "/v2/$(uri_captures['account'])"},
+	}})
 	e.converge(t)
+
+	capRes, capBody := e.send(t, mustRequest(t, "GET", e.proxyURL("/accounts/acme42/items/17"), nil))
+	if capRes.StatusCode != 200 {
+		t.Fatalf("captures route: %d %s", capRes.StatusCode, capBody)
+	}
+	cs := decodeSeen(t, capBody)
+	if ch := http.Header(cs.Header); ch.Get("X-Account") != "acme42" || ch.Get("X-Item") != "17" || cs.Path != "/v2/acme42" {
+		t.Errorf("captures: upstream saw path %q X-Account %q X-Item %q", cs.Path, ch.Get("X-Account"), ch.Get("X-Item"))
+	}
 
 	req := mustRequest(t, "GET", e.proxyURL("/tpl/anything?x=1"), nil)
 	req.Header.Set("X-User-Id", "u-7")

@@ -1030,6 +1030,9 @@ func (c *Compiled) Resolve(r *http.Request, m *proxy.Match) {
 	m.Service = svc.Proxy
 	m.RouteID = rt.ID
 	m.Plugins = rt.proxyChain
+	if rt.proxyChain != nil && mt.Captures.Len() > 0 {
+		m.URICaptures = mt.Captures
+	}
 	m.PreserveHost = rt.preserveHost
 	strip := rt.stripPath && mt.MatchedPath != ""
 	if !strip && (svc.Path == "" || svc.Path == "/") {

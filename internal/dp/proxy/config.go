@@ -244,6 +244,9 @@ type Match struct {
 	// acquired). The proxy runs access, header filter, body filter and log
 	// on it in Kong's order.
 	Plugins *plugin.Chain
+	// URICaptures are the regex groups of the matched route's path, handed to plugins (Kong's
+	// uri_captures). Leave it nil for prefix routes: boxing an empty value would allocate.
+	URICaptures plugin.URICaptures
 }
 
 // Resolver finds the service for a request. Implementations must be safe for

@@ -255,6 +255,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		path, query, host := r.URL.Path, r.URL.RawQuery, r.Host
 		st.chain = chain
+		pc.URICaptures = st.match.URICaptures
 		chain.Access(pc)
 		if pc.Exited() {
 			p.writeExit(w, r, st, names, start)
