@@ -247,6 +247,49 @@ func TestConsumerGroups(t *testing.T) {
 	})
 }
 
+// TestConsumerGroupsOfConsumer drives membership from the consumer's side, the mirror of
+// TestConsumerGroups: join, read one membership both ways, leave one, leave all.
+func TestConsumerGroupsOfConsumer(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		gold := e.do("POST", "/consumer_groups", map[string]any{"name": "gold"}).must(t, 201)
+		e.do("POST", "/consumer_groups", map[string]any{"name": "silver"}).must(t, 201)
+		u := e.do("POST", "/consumers", map[string]any{"username": "u1"}).must(t, 201)
+		e.do("POST", "/consumers", map[string]any{"username": "u2"}).must(t, 201)
+
+		join := e.do("POST", "/consumers/u1/consumer_groups", map[string]any{"group": []any{"gold", "silver"}}).must(t, 201)
+		if str(join, "consumer.id") != u["id"] || len(join["consumer_groups"].([]any)) != 2 {
+			t.Errorf("join groups %v", join)
+		}
+		if b := e.do("POST", "/consumers/u1/consumer_groups", map[string]any{"group": "ghost"}).must(t, 404); b["message"] != "Consumer group 'ghost' not found" {
+			t.Errorf("join absent group %v", b)
+		}
+		e.do("POST", "/consumers/u1/consumer_groups", map[string]any{"group": "gold"}).must(t, 409)
+		e.do("POST", "/consumers/u1/consumer_groups", map[string]any{}).must(t, 400)
+		if b := e.do("POST", "/consumer_groups/gold/consumers", map[string]any{"consumer": "ghost"}).must(t, 404); b["message"] != "Consumer 'ghost' not found" {
+			t.Errorf("add absent consumer %v", b)
+		}
+
+		if b := e.do("GET", "/consumers/u1/consumer_groups/gold", nil).must(t, 200); str(b, "consumer_group.id") != gold["id"] {
+			t.Errorf("group of consumer %v", b)
+		}
+		if b := e.do("GET", "/consumer_groups/gold/consumers/u1", nil).must(t, 200); str(b, "consumer.id") != u["id"] {
+			t.Errorf("member of group %v", b)
+		}
+		e.do("GET", "/consumers/u2/consumer_groups/gold", nil).must(t, 404)
+		e.do("GET", "/consumer_groups/gold/consumers/u2", nil).must(t, 404)
+		e.do("GET", "/consumers/ghost/consumer_groups", nil).must(t, 404)
+
+		e.do("DELETE", "/consumers/u1/consumer_groups/silver", nil).must(t, 204)
+		if got := ids(e.do("GET", "/consumers/u1/consumer_groups", nil).must(t, 200)); len(got) != 1 || got[0] != gold["id"] {
+			t.Errorf("groups after leaving silver %v", got)
+		}
+		e.do("DELETE", "/consumers/u1/consumer_groups", nil).must(t, 204)
+		if n := len(ids(e.do("GET", "/consumer_groups/gold/consumers", nil).must(t, 200))); n != 0 {
+			t.Errorf("members after leaving all %d", n)
+		}
+	})
+}
+
 func TestGroupsAndRevisions(t *testing.T) {
 	each(t, func(t *testing.T, e *env) {
 		r0 := e.revision(e.group)

@@ -148,9 +148,9 @@ func membersRoute(group string, rest []string) endpoint {
 	switch len(rest) {
 	case 0:
 		return endpoint{
-			http.MethodGet:    func(c *call) error { return c.listMembers(group) },
-			http.MethodPost:   func(c *call) error { return c.addMembers(group) },
-			http.MethodDelete: func(c *call) error { return c.removeAllMembers(group) },
+			http.MethodGet:    func(c *call) error { return c.listRelated(groupSide, group) },
+			http.MethodPost:   func(c *call) error { return c.relate(groupSide, group) },
+			http.MethodDelete: func(c *call) error { return c.unrelateAll(groupSide, group) },
 		}
 	case 1:
 		return endpoint{
@@ -165,14 +165,14 @@ func groupsOfRoute(consumer string, rest []string) endpoint {
 	switch len(rest) {
 	case 0:
 		return endpoint{
-			http.MethodGet:    func(c *call) error { return c.listGroupsOf(consumer) },
-			http.MethodPost:   func(c *call) error { return c.joinGroups(consumer) },
-			http.MethodDelete: func(c *call) error { return c.leaveAllGroups(consumer) },
+			http.MethodGet:    func(c *call) error { return c.listRelated(consumerSide, consumer) },
+			http.MethodPost:   func(c *call) error { return c.relate(consumerSide, consumer) },
+			http.MethodDelete: func(c *call) error { return c.unrelateAll(consumerSide, consumer) },
 		}
 	case 1:
 		return endpoint{
 			http.MethodGet:    func(c *call) error { return c.getGroupOf(consumer, rest[0]) },
-			http.MethodDelete: func(c *call) error { return c.leaveGroup(consumer, rest[0]) },
+			http.MethodDelete: func(c *call) error { return c.removeMember(rest[0], consumer) },
 		}
 	}
 	return nil

@@ -228,53 +228,89 @@ func keysOf(input map[string]any, field string) ([]string, error) {
 	return keys, nil
 }
 
-func (c *call) listMembers(group string) error {
-	var members []Doc
+// side is one end of consumer group membership as a URL addresses it: /consumer_groups/{g}/consumers
+// lists a group's consumers, /consumers/{c}/consumer_groups a consumer's groups. The handlers
+// below serve both paths through it, so the two stay the mirror image Kong answers with.
+type side struct {
+	// self is the entity the path names, other the entity on the far end of the membership.
+	self, other func() *schema.Entity
+	// one is self's field in answers ("consumer_group"), many other's list field ("consumers").
+	one, many string
+	// field is the body field of a POST naming other entities ("consumer", "group"), and
+	// absent Kong's message, with one %s for the key, when one of them does not exist.
+	field, absent string
+	// related reads the other entities self is a member of (or has as members), ordered by id.
+	related func(tx *entitystore.Tx, id string) ([]Doc, error)
+	// pair orders the ids of self and other as (consumer group id, consumer id).
+	pair func(self, other string) (string, string)
+}
+
+var (
+	groupSide = &side{
+		self: consumerGroups, other: consumers,
+		one: "consumer_group", many: "consumers",
+		field: "consumer", absent: "Consumer '%s' not found",
+		related: (*entitystore.Tx).Members,
+		pair:    func(g, c string) (string, string) { return g, c },
+	}
+	consumerSide = &side{
+		self: consumers, other: consumerGroups,
+		one: "consumer", many: "consumer_groups",
+		field: "group", absent: "Consumer group '%s' not found",
+		related: (*entitystore.Tx).GroupsOf,
+		pair:    func(c, g string) (string, string) { return g, c },
+	}
+)
+
+// listRelated answers GET on the membership list of the entity key addresses.
+func (c *call) listRelated(s *side, key string) error {
+	var related []Doc
 	err := c.h.es.Read(c.r.Context(), c.group, func(tx *entitystore.Tx) error {
-		g, err := find(tx, consumerGroups(), group, nil)
+		d, err := find(tx, s.self(), key, nil)
 		if err != nil {
 			return err
 		}
-		members, err = tx.Members(g["id"].(string))
+		related, err = s.related(tx, d["id"].(string))
 		return err
 	})
 	if err != nil {
 		return err
 	}
-	return c.reply(http.StatusOK, map[string]any{"data": emptyIfNil(members), "next": nil})
+	return c.reply(http.StatusOK, map[string]any{"data": emptyIfNil(related), "next": nil})
 }
 
-// addMembers answers POST /consumer_groups/{g}/consumers with {"consumer": key or [keys]}.
-func (c *call) addMembers(group string) error {
+// relate answers POST on a membership list with {s.field: key or [keys]}: every key named joins,
+// in one transaction, and the first absent one is a 404 with Kong's message.
+func (c *call) relate(s *side, key string) error {
 	input, _, err := c.body()
 	if err != nil {
 		return err
 	}
-	keys, err := keysOf(input, "consumer")
+	keys, err := keysOf(input, s.field)
 	if err != nil {
 		return err
 	}
 	var body map[string]any
 	_, err = c.h.es.Write(c.r.Context(), c.group, func(tx *entitystore.Tx) error {
-		g, err := find(tx, consumerGroups(), group, nil)
+		d, err := find(tx, s.self(), key, nil)
 		if err != nil {
 			return err
 		}
 		var added []Doc
 		for _, k := range keys {
-			cons, err := find(tx, consumers(), k, nil)
+			o, err := find(tx, s.other(), k, nil)
 			if isNotFound(err) {
-				return &httpError{http.StatusNotFound, fmt.Sprintf("Consumer '%s' not found", k)}
+				return &httpError{http.StatusNotFound, fmt.Sprintf(s.absent, k)}
 			}
 			if err != nil {
 				return err
 			}
-			if err := tx.AddMember(g["id"].(string), cons["id"].(string)); err != nil {
+			if err := tx.AddMember(s.pair(d["id"].(string), o["id"].(string))); err != nil {
 				return err
 			}
-			added = append(added, cons)
+			added = append(added, o)
 		}
-		body = map[string]any{"consumer_group": g, "consumers": added}
+		body = map[string]any{s.one: d, s.many: added}
 		return nil
 	})
 	if err != nil {
@@ -283,18 +319,19 @@ func (c *call) addMembers(group string) error {
 	return c.reply(http.StatusCreated, body)
 }
 
-func (c *call) removeAllMembers(group string) error {
+// unrelateAll answers DELETE on a membership list: every membership of the entity ends.
+func (c *call) unrelateAll(s *side, key string) error {
 	_, err := c.h.es.Write(c.r.Context(), c.group, func(tx *entitystore.Tx) error {
-		g, err := find(tx, consumerGroups(), group, nil)
+		d, err := find(tx, s.self(), key, nil)
 		if err != nil {
 			return err
 		}
-		members, err := tx.Members(g["id"].(string))
+		related, err := s.related(tx, d["id"].(string))
 		if err != nil {
 			return err
 		}
-		for _, m := range members {
-			if _, err := tx.RemoveMember(g["id"].(string), m["id"].(string)); err != nil {
+		for _, o := range related {
+			if _, err := tx.RemoveMember(s.pair(d["id"].(string), o["id"].(string))); err != nil {
 				return err
 			}
 		}
@@ -319,29 +356,47 @@ func membership(tx *entitystore.Tx, group, consumer string) (Doc, Doc, error) {
 	return g, cons, nil
 }
 
+// member resolves a consumer group and a consumer that belongs to it; Kong's bare 404 when
+// either is absent or they are not related.
+func member(tx *entitystore.Tx, group, consumer string) (Doc, Doc, error) {
+	g, cons, err := membership(tx, group, consumer)
+	if err != nil {
+		return nil, nil, err
+	}
+	members, err := tx.Members(g["id"].(string))
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, m := range members {
+		if m["id"] == cons["id"] {
+			return g, cons, nil
+		}
+	}
+	return nil, nil, errAbsent
+}
+
 func (c *call) getMember(group, consumer string) error {
 	var cons Doc
-	err := c.h.es.Read(c.r.Context(), c.group, func(tx *entitystore.Tx) error {
-		g, cn, err := membership(tx, group, consumer)
-		if err != nil {
-			return err
-		}
-		members, err := tx.Members(g["id"].(string))
-		if err != nil {
-			return err
-		}
-		for _, m := range members {
-			if m["id"] == cn["id"] {
-				cons = cn
-				return nil
-			}
-		}
-		return errAbsent
+	err := c.h.es.Read(c.r.Context(), c.group, func(tx *entitystore.Tx) (err error) {
+		_, cons, err = member(tx, group, consumer)
+		return err
 	})
 	if err != nil {
 		return err
 	}
 	return c.reply(http.StatusOK, map[string]any{"consumer": cons})
+}
+
+func (c *call) getGroupOf(consumer, group string) error {
+	var grp Doc
+	err := c.h.es.Read(c.r.Context(), c.group, func(tx *entitystore.Tx) (err error) {
+		grp, _, err = member(tx, group, consumer)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	return c.reply(http.StatusOK, map[string]any{"consumer_group": grp})
 }
 
 func (c *call) removeMember(group, consumer string) error {
@@ -357,111 +412,4 @@ func (c *call) removeMember(group, consumer string) error {
 		return err
 	}
 	return c.noContent()
-}
-
-func (c *call) listGroupsOf(consumer string) error {
-	var groups []Doc
-	err := c.h.es.Read(c.r.Context(), c.group, func(tx *entitystore.Tx) error {
-		cons, err := find(tx, consumers(), consumer, nil)
-		if err != nil {
-			return err
-		}
-		groups, err = tx.GroupsOf(cons["id"].(string))
-		return err
-	})
-	if err != nil {
-		return err
-	}
-	return c.reply(http.StatusOK, map[string]any{"data": emptyIfNil(groups), "next": nil})
-}
-
-// joinGroups answers POST /consumers/{c}/consumer_groups with {"group": key or [keys]}.
-func (c *call) joinGroups(consumer string) error {
-	input, _, err := c.body()
-	if err != nil {
-		return err
-	}
-	keys, err := keysOf(input, "group")
-	if err != nil {
-		return err
-	}
-	var body map[string]any
-	_, err = c.h.es.Write(c.r.Context(), c.group, func(tx *entitystore.Tx) error {
-		cons, err := find(tx, consumers(), consumer, nil)
-		if err != nil {
-			return err
-		}
-		var joined []Doc
-		for _, k := range keys {
-			g, err := find(tx, consumerGroups(), k, nil)
-			if isNotFound(err) {
-				return &httpError{http.StatusNotFound, fmt.Sprintf("Consumer group '%s' not found", k)}
-			}
-			if err != nil {
-				return err
-			}
-			if err := tx.AddMember(g["id"].(string), cons["id"].(string)); err != nil {
-				return err
-			}
-			joined = append(joined, g)
-		}
-		body = map[string]any{"consumer": cons, "consumer_groups": joined}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	return c.reply(http.StatusCreated, body)
-}
-
-func (c *call) leaveAllGroups(consumer string) error {
-	_, err := c.h.es.Write(c.r.Context(), c.group, func(tx *entitystore.Tx) error {
-		cons, err := find(tx, consumers(), consumer, nil)
-		if err != nil {
-			return err
-		}
-		groups, err := tx.GroupsOf(cons["id"].(string))
-		if err != nil {
-			return err
-		}
-		for _, g := range groups {
-			if _, err := tx.RemoveMember(g["id"].(string), cons["id"].(string)); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	return c.noContent()
-}
-
-func (c *call) getGroupOf(consumer, group string) error {
-	var grp Doc
-	err := c.h.es.Read(c.r.Context(), c.group, func(tx *entitystore.Tx) error {
-		g, cons, err := membership(tx, group, consumer)
-		if err != nil {
-			return err
-		}
-		groups, err := tx.GroupsOf(cons["id"].(string))
-		if err != nil {
-			return err
-		}
-		for _, x := range groups {
-			if x["id"] == g["id"] {
-				grp = g
-				return nil
-			}
-		}
-		return errAbsent
-	})
-	if err != nil {
-		return err
-	}
-	return c.reply(http.StatusOK, map[string]any{"consumer_group": grp})
-}
-
-func (c *call) leaveGroup(consumer, group string) error {
-	return c.removeMember(group, consumer)
 }
