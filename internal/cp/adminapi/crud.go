@@ -343,17 +343,24 @@ func (c *call) list(e *schema.Entity, ps *parentSel) error {
 }
 
 func (c *call) get(e *schema.Entity, key string, ps *parentSel) error {
-	var out Doc
-	err := c.h.es.Read(c.r.Context(), c.group, func(tx *entitystore.Tx) error {
+	return c.readDoc(func(tx *entitystore.Tx) (Doc, error) {
 		sc, err := resolveScope(tx, ps)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		doc, err := find(tx, e, key, sc)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		out, err = render(tx, e, doc)
+		return render(tx, e, doc)
+	})
+}
+
+// readDoc answers 200 with the document read reads in one read transaction.
+func (c *call) readDoc(read func(tx *entitystore.Tx) (Doc, error)) error {
+	var out Doc
+	err := c.h.es.Read(c.r.Context(), c.group, func(tx *entitystore.Tx) (err error) {
+		out, err = read(tx)
 		return err
 	})
 	if err != nil {
@@ -362,54 +369,52 @@ func (c *call) get(e *schema.Entity, key string, ps *parentSel) error {
 	return c.reply(http.StatusOK, out)
 }
 
-func (c *call) create(e *schema.Entity, ps *parentSel) error {
+// writeDoc reads the request body, runs write with it in one write transaction (one revision)
+// and answers status with the document write returns.
+func (c *call) writeDoc(status int, write func(tx *entitystore.Tx, input map[string]any, form bool) (Doc, error)) error {
 	input, form, err := c.body()
 	if err != nil {
 		return err
 	}
 	var out Doc
-	_, err = c.h.es.Write(c.r.Context(), c.group, func(tx *entitystore.Tx) error {
+	_, err = c.h.es.Write(c.r.Context(), c.group, func(tx *entitystore.Tx) (err error) {
+		out, err = write(tx, input, form)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	return c.reply(status, out)
+}
+
+func (c *call) create(e *schema.Entity, ps *parentSel) error {
+	return c.writeDoc(http.StatusCreated, func(tx *entitystore.Tx, input map[string]any, form bool) (Doc, error) {
 		sc, err := resolveScope(tx, ps)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if sc != nil {
 			input[sc.field] = map[string]any{"id": sc.parentID}
 		}
 		doc, transient, err := c.process(tx, e, schema.OpCreate, input, nil, form)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if err := tx.Insert(e, doc); err != nil {
-			return err
+			return nil, err
 		}
-		out, err = c.afterWrite(tx, e, doc, transient)
-		return err
+		return c.afterWrite(tx, e, doc, transient)
 	})
-	if err != nil {
-		return err
-	}
-	return c.reply(http.StatusCreated, out)
 }
 
 func (c *call) put(e *schema.Entity, key string, ps *parentSel) error {
-	input, form, err := c.body()
-	if err != nil {
-		return err
-	}
-	var out Doc
-	_, err = c.h.es.Write(c.r.Context(), c.group, func(tx *entitystore.Tx) error {
+	return c.writeDoc(http.StatusOK, func(tx *entitystore.Tx, input map[string]any, form bool) (Doc, error) {
 		sc, err := resolveScope(tx, ps)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		out, err = c.upsert(tx, e, key, input, sc, form)
-		return err
+		return c.upsert(tx, e, key, input, sc, form)
 	})
-	if err != nil {
-		return err
-	}
-	return c.reply(http.StatusOK, out)
 }
 
 // upsert is PUT: a full replace of the entity the key addresses, or its creation with that id or
@@ -465,23 +470,13 @@ func (c *call) upsert(tx *entitystore.Tx, e *schema.Entity, key string, input ma
 }
 
 func (c *call) patch(e *schema.Entity, key string, ps *parentSel) error {
-	input, form, err := c.body()
-	if err != nil {
-		return err
-	}
-	var out Doc
-	_, err = c.h.es.Write(c.r.Context(), c.group, func(tx *entitystore.Tx) error {
+	return c.writeDoc(http.StatusOK, func(tx *entitystore.Tx, input map[string]any, form bool) (Doc, error) {
 		sc, err := resolveScope(tx, ps)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		out, err = c.update(tx, e, key, input, sc, form)
-		return err
+		return c.update(tx, e, key, input, sc, form)
 	})
-	if err != nil {
-		return err
-	}
-	return c.reply(http.StatusOK, out)
 }
 
 // update is PATCH: input merged into the entity the key addresses; Kong's code 6 when absent.
@@ -550,82 +545,55 @@ func foreign(tx *entitystore.Tx, e *schema.Entity, key string, ref *schema.Ref) 
 }
 
 func (c *call) getForeign(e *schema.Entity, key string, ref *schema.Ref) error {
-	var out Doc
-	err := c.h.es.Read(c.r.Context(), c.group, func(tx *entitystore.Tx) error {
+	return c.readDoc(func(tx *entitystore.Tx) (Doc, error) {
 		_, pe, id, err := foreign(tx, e, key, ref)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if id == "" {
-			return errAbsent
+			return nil, errAbsent
 		}
 		doc, err := tx.Get(pe, id)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		out, err = render(tx, pe, doc)
-		return err
+		return render(tx, pe, doc)
 	})
-	if err != nil {
-		return err
-	}
-	return c.reply(http.StatusOK, out)
 }
 
 func (c *call) patchForeign(e *schema.Entity, key string, ref *schema.Ref) error {
-	input, form, err := c.body()
-	if err != nil {
-		return err
-	}
-	var out Doc
-	_, err = c.h.es.Write(c.r.Context(), c.group, func(tx *entitystore.Tx) error {
+	return c.writeDoc(http.StatusOK, func(tx *entitystore.Tx, input map[string]any, form bool) (Doc, error) {
 		_, pe, id, err := foreign(tx, e, key, ref)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if id == "" {
-			return errAbsent
+			return nil, errAbsent
 		}
-		out, err = c.update(tx, pe, id, input, nil, form)
-		return err
+		return c.update(tx, pe, id, input, nil, form)
 	})
-	if err != nil {
-		return err
-	}
-	return c.reply(http.StatusOK, out)
 }
 
 // putForeign replaces the referenced entity; when the reference is null, Kong creates the entity
 // and points the child at it.
 func (c *call) putForeign(e *schema.Entity, key string, ref *schema.Ref) error {
-	input, form, err := c.body()
-	if err != nil {
-		return err
-	}
-	var out Doc
-	_, err = c.h.es.Write(c.r.Context(), c.group, func(tx *entitystore.Tx) error {
+	return c.writeDoc(http.StatusOK, func(tx *entitystore.Tx, input map[string]any, form bool) (Doc, error) {
 		child, pe, id, err := foreign(tx, e, key, ref)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		associate := id == ""
 		if associate {
 			id = uuid.NewString()
 		}
-		if out, err = c.upsert(tx, pe, id, input, nil, form); err != nil {
-			return err
-		}
-		if !associate {
-			return nil
+		out, err := c.upsert(tx, pe, id, input, nil, form)
+		if err != nil || !associate {
+			return out, err
 		}
 		doc, _, perr := e.Process(schema.OpUpdate, map[string]any{ref.Field: map[string]any{"id": id}}, child)
 		if perr != nil {
-			return perr
+			return nil, perr
 		}
-		return tx.Replace(e, doc)
+		return out, tx.Replace(e, doc)
 	})
-	if err != nil {
-		return err
-	}
-	return c.reply(http.StatusOK, out)
 }
