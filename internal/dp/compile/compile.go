@@ -647,73 +647,31 @@ func (b *builder) consumers() error {
 	}
 	// Credentials: each needs its consumer and a unique lookup key. Key
 	// values are secrets, so they never appear in an error.
-	keys := make(map[string]bool)
-	for _, d := range b.list("keyauth_credentials") {
-		var fe fieldErrors
-		k := plugin.KeyAuthCredential{ID: fe.str(d, "id"), ConsumerID: fe.fk(d, "consumer"), Key: fe.str(d, "key")}
-		b.needConsumer(&fe, k.ConsumerID)
-		if k.Key == "" {
-			fe.add("key", "required field missing")
-		} else if keys[k.Key] {
-			fe.add("key", "another key-auth credential has this key")
-		}
-		if ttl := fe.integer(d, "ttl", 0); ttl > 0 {
-			created := fe.integer(d, "created_at", 0)
-			k.ExpiresAt = time.Unix(int64(created+ttl), 0)
-		}
-		if len(fe) > 0 {
-			b.errs.entity("keyauth_credentials", d, "", fe)
-			continue
-		}
-		keys[k.Key] = true
-		opts.KeyAuths = append(opts.KeyAuths, k)
-	}
-	basic := make(map[string]bool)
-	for _, d := range b.list("basicauth_credentials") {
-		var fe fieldErrors
-		c := plugin.BasicAuthCredential{ID: fe.str(d, "id"), ConsumerID: fe.fk(d, "consumer"), Username: fe.str(d, "username"), Password: fe.str(d, "password")}
-		b.needConsumer(&fe, c.ConsumerID)
-		if c.Username == "" || basic[c.Username] {
-			fe.add("username", "missing or duplicate username")
-		}
-		if len(fe) > 0 {
-			b.errs.entity("basicauth_credentials", d, "username", fe)
-			continue
-		}
-		basic[c.Username] = true
-		opts.BasicAuths = append(opts.BasicAuths, c)
-	}
-	jwts := make(map[string]bool)
-	for _, d := range b.list("jwt_secrets") {
-		var fe fieldErrors
-		c := plugin.JWTCredential{ID: fe.str(d, "id"), ConsumerID: fe.fk(d, "consumer"), Key: fe.str(d, "key"),
-			Secret: fe.str(d, "secret"), RSAPublicKey: fe.str(d, "rsa_public_key"), Algorithm: fe.str(d, "algorithm")}
-		b.needConsumer(&fe, c.ConsumerID)
-		if c.Key == "" || jwts[c.Key] {
-			fe.add("key", "missing or duplicate key")
-		}
-		if len(fe) > 0 {
-			b.errs.entity("jwt_secrets", d, "", fe)
-			continue
-		}
-		jwts[c.Key] = true
-		opts.JWTs = append(opts.JWTs, c)
-	}
-	hmacs := make(map[string]bool)
-	for _, d := range b.list("hmacauth_credentials") {
-		var fe fieldErrors
-		c := plugin.HMACAuthCredential{ID: fe.str(d, "id"), ConsumerID: fe.fk(d, "consumer"), Username: fe.str(d, "username"), Secret: fe.str(d, "secret")}
-		b.needConsumer(&fe, c.ConsumerID)
-		if c.Username == "" || hmacs[c.Username] {
-			fe.add("username", "missing or duplicate username")
-		}
-		if len(fe) > 0 {
-			b.errs.entity("hmacauth_credentials", d, "username", fe)
-			continue
-		}
-		hmacs[c.Username] = true
-		opts.HMACAuths = append(opts.HMACAuths, c)
-	}
+	opts.KeyAuths = credentials(b, "keyauth_credentials", "", "key", "required field missing", "another key-auth credential has this key",
+		func(fe *fieldErrors, d doc) (plugin.KeyAuthCredential, string, string) {
+			k := plugin.KeyAuthCredential{ID: fe.str(d, "id"), ConsumerID: fe.fk(d, "consumer"), Key: fe.str(d, "key")}
+			if ttl := fe.integer(d, "ttl", 0); ttl > 0 {
+				created := fe.integer(d, "created_at", 0)
+				k.ExpiresAt = time.Unix(int64(created+ttl), 0)
+			}
+			return k, k.ConsumerID, k.Key
+		})
+	opts.BasicAuths = credentials(b, "basicauth_credentials", "username", "username", "missing or duplicate username", "missing or duplicate username",
+		func(fe *fieldErrors, d doc) (plugin.BasicAuthCredential, string, string) {
+			c := plugin.BasicAuthCredential{ID: fe.str(d, "id"), ConsumerID: fe.fk(d, "consumer"), Username: fe.str(d, "username"), Password: fe.str(d, "password")}
+			return c, c.ConsumerID, c.Username
+		})
+	opts.JWTs = credentials(b, "jwt_secrets", "", "key", "missing or duplicate key", "missing or duplicate key",
+		func(fe *fieldErrors, d doc) (plugin.JWTCredential, string, string) {
+			c := plugin.JWTCredential{ID: fe.str(d, "id"), ConsumerID: fe.fk(d, "consumer"), Key: fe.str(d, "key"),
+				Secret: fe.str(d, "secret"), RSAPublicKey: fe.str(d, "rsa_public_key"), Algorithm: fe.str(d, "algorithm")}
+			return c, c.ConsumerID, c.Key
+		})
+	opts.HMACAuths = credentials(b, "hmacauth_credentials", "username", "username", "missing or duplicate username", "missing or duplicate username",
+		func(fe *fieldErrors, d doc) (plugin.HMACAuthCredential, string, string) {
+			c := plugin.HMACAuthCredential{ID: fe.str(d, "id"), ConsumerID: fe.fk(d, "consumer"), Username: fe.str(d, "username"), Secret: fe.str(d, "secret")}
+			return c, c.ConsumerID, c.Username
+		})
 	for _, d := range b.list("acls") {
 		var fe fieldErrors
 		a := plugin.ACLGroup{ID: fe.str(d, "id"), ConsumerID: fe.fk(d, "consumer"), Group: fe.str(d, "group")}
@@ -741,6 +699,33 @@ func (b *builder) consumers() error {
 	}
 	b.c.env = env
 	return nil
+}
+
+// credentials compiles the credentials of one kind (collection): parse reads a document into a
+// credential, its consumer id and its lookup key. The key must be present (else missing, on
+// keyField) and unique among the kind's credentials that compiled (else dup); a credential with
+// any error is reported under its collection (named by nameField) and left out.
+func credentials[T any](b *builder, collection, nameField, keyField, missing, dup string, parse func(fe *fieldErrors, d doc) (T, string, string)) []T {
+	var out []T
+	seen := make(map[string]bool)
+	for _, d := range b.list(collection) {
+		var fe fieldErrors
+		c, consumerID, key := parse(&fe, d)
+		b.needConsumer(&fe, consumerID)
+		switch {
+		case key == "":
+			fe.add(keyField, missing)
+		case seen[key]:
+			fe.add(keyField, dup)
+		}
+		if len(fe) > 0 {
+			b.errs.entity(collection, d, nameField, fe)
+			continue
+		}
+		seen[key] = true
+		out = append(out, c)
+	}
+	return out
 }
 
 func (b *builder) needConsumer(fe *fieldErrors, id string) {

@@ -141,6 +141,7 @@ func arr(vs ...any) []any { return vs }
 
 const (
 	svcA   = "00000000-0000-4000-8000-00000000a001"
+	consA  = "00000000-0000-4000-8000-00000000c0a1"
 	svcB   = "00000000-0000-4000-8000-00000000a002"
 	routeA = "00000000-0000-4000-8000-00000000b001"
 	routeB = "00000000-0000-4000-8000-00000000b002"
@@ -208,6 +209,40 @@ func TestEntityErrors(t *testing.T) {
 			cfg: map[string]any{"keyauth_credentials": arr(map[string]any{"id": "00000000-0000-4000-8000-00000000e001",
 				"consumer": "00000000-0000-4000-8000-00000000e0ff", "key": "k"})},
 			wantType: "keyauth_credentials", wantID: "00000000-0000-4000-8000-00000000e001", wantField: "consumer",
+		},
+		{
+			name: "second key-auth credential with the same key",
+			cfg: map[string]any{"consumers": arr(map[string]any{"id": consA, "username": "alice"}),
+				"keyauth_credentials": arr(
+					map[string]any{"id": "00000000-0000-4000-8000-00000000e001", "consumer": consA, "key": "k"},
+					map[string]any{"id": "00000000-0000-4000-8000-00000000e002", "consumer": consA, "key": "k"})},
+			wantType: "keyauth_credentials", wantID: "00000000-0000-4000-8000-00000000e002", wantField: "key", wantMsg: "another key-auth credential has this key",
+		},
+		{
+			name: "key-auth credential without a key",
+			cfg: map[string]any{"consumers": arr(map[string]any{"id": consA, "username": "alice"}),
+				"keyauth_credentials": arr(map[string]any{"id": "00000000-0000-4000-8000-00000000e001", "consumer": consA})},
+			wantType: "keyauth_credentials", wantID: "00000000-0000-4000-8000-00000000e001", wantField: "key", wantMsg: "required field missing",
+		},
+		{
+			name: "second basic-auth credential with the same username",
+			cfg: map[string]any{"consumers": arr(map[string]any{"id": consA, "username": "alice"}),
+				"basicauth_credentials": arr(
+					map[string]any{"id": "00000000-0000-4000-8000-00000000e011", "consumer": consA, "username": "bob", "password": "x"},
+					map[string]any{"id": "00000000-0000-4000-8000-00000000e012", "consumer": consA, "username": "bob", "password": "y"})},
+			wantType: "basicauth_credentials", wantID: "00000000-0000-4000-8000-00000000e012", wantName: "bob", wantField: "username", wantMsg: "missing or duplicate username",
+		},
+		{
+			name: "jwt secret without a key",
+			cfg: map[string]any{"consumers": arr(map[string]any{"id": consA, "username": "alice"}),
+				"jwt_secrets": arr(map[string]any{"id": "00000000-0000-4000-8000-00000000e021", "consumer": consA, "secret": "s"})},
+			wantType: "jwt_secrets", wantID: "00000000-0000-4000-8000-00000000e021", wantField: "key", wantMsg: "missing or duplicate key",
+		},
+		{
+			name: "hmac-auth credential of missing consumer",
+			cfg: map[string]any{"hmacauth_credentials": arr(map[string]any{"id": "00000000-0000-4000-8000-00000000e031",
+				"consumer": "00000000-0000-4000-8000-00000000e0ff", "username": "h", "secret": "s"})},
+			wantType: "hmacauth_credentials", wantID: "00000000-0000-4000-8000-00000000e031", wantName: "h", wantField: "consumer",
 		},
 		{
 			name: "certificate with unresolvable key reference",
