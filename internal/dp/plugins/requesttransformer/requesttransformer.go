@@ -97,6 +97,32 @@ func (o *ops) empty() bool {
 	return len(o.remove)+len(o.rename)+len(o.replace)+len(o.add)+len(o.append) == 0
 }
 
+// applyValues edits a query string or a form body in place: remove, rename, replace, add, append.
+func (o *ops) applyValues(v url.Values, env *tmplEnv) {
+	for _, n := range o.remove {
+		v.Del(n)
+	}
+	for _, p := range o.rename {
+		if vs, ok := v[p.name]; ok {
+			v.Del(p.name)
+			v[p.val(env)] = vs
+		}
+	}
+	for _, p := range o.replace {
+		if v.Has(p.name) {
+			v.Set(p.name, p.val(env))
+		}
+	}
+	for _, p := range o.add {
+		if !v.Has(p.name) {
+			v.Set(p.name, p.val(env))
+		}
+	}
+	for _, p := range o.append {
+		v.Add(p.name, p.val(env))
+	}
+}
+
 // RequestTransformer is a built request-transformer instance.
 type RequestTransformer struct {
 	method               string
@@ -205,29 +231,7 @@ func (rt *RequestTransformer) Access(c *plugin.Ctx) error {
 	}
 	if !rt.query.empty() {
 		q := r.URL.Query()
-		o := &rt.query
-		for _, n := range o.remove {
-			q.Del(n)
-		}
-		for _, p := range o.rename {
-			if vs, ok := q[p.name]; ok {
-				q.Del(p.name)
-				q[p.val(env)] = vs
-			}
-		}
-		for _, p := range o.replace {
-			if q.Has(p.name) {
-				q.Set(p.name, p.val(env))
-			}
-		}
-		for _, p := range o.add {
-			if !q.Has(p.name) {
-				q.Set(p.name, p.val(env))
-			}
-		}
-		for _, p := range o.append {
-			q.Add(p.name, p.val(env))
-		}
+		rt.query.applyValues(q, env)
 		r.URL.RawQuery = q.Encode()
 	}
 	return nil
@@ -332,28 +336,7 @@ func (rt *RequestTransformer) transformBody(r *http.Request, env *tmplEnv) error
 		if err != nil {
 			break
 		}
-		for _, n := range o.remove {
-			form.Del(n)
-		}
-		for _, p := range o.rename {
-			if vs, ok := form[p.name]; ok {
-				form.Del(p.name)
-				form[p.val(env)] = vs
-			}
-		}
-		for _, p := range o.replace {
-			if form.Has(p.name) {
-				form.Set(p.name, p.val(env))
-			}
-		}
-		for _, p := range o.add {
-			if !form.Has(p.name) {
-				form.Set(p.name, p.val(env))
-			}
-		}
-		for _, p := range o.append {
-			form.Add(p.name, p.val(env))
-		}
+		o.applyValues(form, env)
 		out = []byte(form.Encode())
 	}
 	r.Body = io.NopCloser(bytes.NewReader(out))

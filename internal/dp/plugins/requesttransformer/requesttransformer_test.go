@@ -92,6 +92,21 @@ func TestRequestTransformer(t *testing.T) {
 					t.Errorf("body %q", s.Body)
 				}
 			}},
+		{"form body, every operation", rtx.Config{
+			Remove:  rtx.Fields{Body: []string{"drop"}},
+			Rename:  rtx.Fields{Body: []string{"old:new"}},
+			Replace: rtx.ReplaceFields{Fields: rtx.Fields{Body: []string{"rep:2", "nope:x"}}},
+			Add:     rtx.Fields{Body: []string{"add:y", "rep:z"}},
+			Append:  rtx.Fields{Body: []string{"multi:b"}},
+		}, func() *http.Request {
+			r := httptest.NewRequest("POST", "/", strings.NewReader("drop=1&old=o&rep=1&multi=a"))
+			r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			return r
+		}, func(t *testing.T, s plugintest.Seen) {
+			if s.Body != "add=y&multi=a&multi=b&new=o&rep=2" {
+				t.Errorf("body %q", s.Body)
+			}
+		}},
 		{"body without content type untouched", rtx.Config{Add: rtx.Fields{Body: []string{"y:1"}}},
 			func() *http.Request { return httptest.NewRequest("POST", "/", strings.NewReader("raw")) },
 			func(t *testing.T, s plugintest.Seen) {
