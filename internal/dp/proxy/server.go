@@ -694,59 +694,22 @@ func isDigit(ch byte) bool { return '0' <= ch && ch <= '9' }
 // isTokenChar reports whether ch may appear in an RFC 9110 token.
 func isTokenChar(ch byte) bool { return ch < 0x80 && tokenTable[ch] }
 
-var tokenTable = func() (t [128]bool) {
-	for ch := '0'; ch <= '9'; ch++ {
-		t[ch] = true
-	}
-	for ch := 'a'; ch <= 'z'; ch++ {
-		t[ch] = true
-		t[ch-'a'+'A'] = true
-	}
-	for _, ch := range "!#$%&'*+-.^_`|~" {
-		t[ch] = true
-	}
-	return
-}()
-
 // plainPath reports whether p has only characters that a URL path keeps
 // unescaped, so that url.URL{Path: p} is what net/url would parse.
-func plainPath(p string) bool {
-	for i := 0; i < len(p); i++ {
-		ch := p[i]
-		if ch >= 0x80 || !pathTable[ch] {
-			return false
-		}
-	}
-	return true
-}
-
-var pathTable = func() (t [128]bool) {
-	for ch := '0'; ch <= '9'; ch++ {
-		t[ch] = true
-	}
-	for ch := 'a'; ch <= 'z'; ch++ {
-		t[ch] = true
-		t[ch-'a'+'A'] = true
-	}
-	for _, ch := range "-._~!$&'()*+,;=:@/" {
-		t[ch] = true
-	}
-	return
-}()
+func plainPath(p string) bool { return allIn(&pathTable, p) }
 
 // validHost accepts the characters a Host header may carry (reg-name,
 // IPv4, bracketed IPv6, port), as net/http's check does.
-func validHost(h string) bool {
-	for i := 0; i < len(h); i++ {
-		ch := h[i]
-		if ch >= 0x80 || !hostTable[ch] {
-			return false
-		}
-	}
-	return true
-}
+func validHost(h string) bool { return allIn(&hostTable, h) }
 
-var hostTable = func() (t [128]bool) {
+var (
+	tokenTable = alnumAnd("!#$%&'*+-.^_`|~")
+	pathTable  = alnumAnd("-._~!$&'()*+,;=:@/")
+	hostTable  = alnumAnd("-._~!$&'()*+,;=:[]%")
+)
+
+// alnumAnd returns the table of the ASCII letters and digits and the bytes of extra.
+func alnumAnd(extra string) (t [128]bool) {
 	for ch := '0'; ch <= '9'; ch++ {
 		t[ch] = true
 	}
@@ -754,11 +717,22 @@ var hostTable = func() (t [128]bool) {
 		t[ch] = true
 		t[ch-'a'+'A'] = true
 	}
-	for _, ch := range "-._~!$&'()*+,;=:[]%" {
+	for _, ch := range extra {
 		t[ch] = true
 	}
 	return
-}()
+}
+
+// allIn reports whether every byte of s is ASCII and set in t.
+func allIn(t *[128]bool, s string) bool {
+	for i := 0; i < len(s); i++ {
+		ch := s[i]
+		if ch >= 0x80 || !t[ch] {
+			return false
+		}
+	}
+	return true
+}
 
 func equalFoldASCII(a, b string) bool {
 	if len(a) != len(b) {
