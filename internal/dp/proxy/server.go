@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -475,11 +476,11 @@ func (c *serverConn) parseHead(reqLineEnd int) (*http.Request, int, string) {
 	b := c.scratch
 	// Request line: method SP request-target SP HTTP-version.
 	rl := b[:reqLineEnd]
-	sp1 := indexByte(rl, ' ')
+	sp1 := bytes.IndexByte(rl, ' ')
 	if sp1 <= 0 {
 		return nil, http.StatusBadRequest, "Bad request"
 	}
-	sp2 := sp1 + 1 + indexByte(rl[sp1+1:], ' ')
+	sp2 := sp1 + 1 + bytes.IndexByte(rl[sp1+1:], ' ')
 	if sp2 <= sp1+1 {
 		return nil, http.StatusBadRequest, "Bad request"
 	}
@@ -511,7 +512,7 @@ func (c *serverConn) parseHead(reqLineEnd int) (*http.Request, int, string) {
 		if line[0] == ' ' || line[0] == '\t' {
 			return nil, http.StatusBadRequest, "Bad request" // obsolete line folding
 		}
-		colon := indexByte(line, ':')
+		colon := bytes.IndexByte(line, ':')
 		if colon <= 0 {
 			return nil, http.StatusBadRequest, "Bad request"
 		}
@@ -678,15 +679,6 @@ func (c *serverConn) parseHead(reqLineEnd int) (*http.Request, int, string) {
 		c.rd.timeout = c.opts.BodyTimeout
 	}
 	return r, 0, ""
-}
-
-func indexByte(b []byte, ch byte) int {
-	for i, x := range b {
-		if x == ch {
-			return i
-		}
-	}
-	return -1
 }
 
 func isDigit(ch byte) bool { return '0' <= ch && ch <= '9' }
@@ -907,29 +899,15 @@ func (b *reqBody) nextChunk() error {
 	if err != nil {
 		return err
 	}
-	if i := indexByte(l, ';'); i >= 0 {
+	if i := bytes.IndexByte(l, ';'); i >= 0 {
 		l = l[:i] // extensions are ignored
 	}
 	for len(l) > 0 && (l[len(l)-1] == ' ' || l[len(l)-1] == '\t') {
 		l = l[:len(l)-1]
 	}
-	if len(l) == 0 || len(l) > 15 {
+	size, ok := chunkSize(l)
+	if !ok {
 		return errMalformedChunk
-	}
-	var size int64
-	for _, ch := range l {
-		var d byte
-		switch {
-		case '0' <= ch && ch <= '9':
-			d = ch - '0'
-		case 'a' <= ch && ch <= 'f':
-			d = ch - 'a' + 10
-		case 'A' <= ch && ch <= 'F':
-			d = ch - 'A' + 10
-		default:
-			return errMalformedChunk
-		}
-		size = size<<4 | int64(d)
 	}
 	if size > 0 {
 		b.remain = size

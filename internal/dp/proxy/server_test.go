@@ -664,3 +664,31 @@ func TestNewServerInFront(t *testing.T) {
 		t.Errorf("Serve: %v", err)
 	}
 }
+
+// TestChunkSize checks the chunk-size parse both body readers share: hex of
+// either case, at most 15 digits, nothing else.
+func TestChunkSize(t *testing.T) {
+	tests := []struct {
+		line string
+		want int64
+		ok   bool
+	}{
+		{"0", 0, true},
+		{"a", 10, true},
+		{"Ff", 255, true},
+		{"7fffffffffffffff"[1:], 0xfffffffffffffff, true},
+		{"", 0, false},
+		{"1000000000000000", 0, false}, // 16 digits could overflow an int64.
+		{"1g", 0, false},
+		{" 1", 0, false},
+		{"-1", 0, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.line, func(t *testing.T) {
+			got, ok := chunkSize([]byte(tt.line))
+			if got != tt.want || ok != tt.ok {
+				t.Errorf("chunkSize(%q) = %d, %v; want %d, %v", tt.line, got, ok, tt.want, tt.ok)
+			}
+		})
+	}
+}

@@ -376,6 +376,30 @@ func (b *bodyReader) next(buf []byte) ([]byte, error) {
 	return p, nil
 }
 
+// chunkSize parses the size of a chunk-size line stripped of extensions and
+// whitespace: 1 to 15 hex digits, so that it fits an int64, and nothing else.
+func chunkSize(l []byte) (int64, bool) {
+	if len(l) == 0 || len(l) > 15 {
+		return 0, false
+	}
+	var size int64
+	for _, c := range l {
+		var d byte
+		switch {
+		case c >= '0' && c <= '9':
+			d = c - '0'
+		case c >= 'a' && c <= 'f':
+			d = c - 'a' + 10
+		case c >= 'A' && c <= 'F':
+			d = c - 'A' + 10
+		default:
+			return 0, false
+		}
+		size = size<<4 | int64(d)
+	}
+	return size, true
+}
+
 // chunkHeader reads the CRLF ending the previous chunk (if any), then the
 // next chunk-size line; a zero size consumes the trailer section.
 func (b *bodyReader) chunkHeader() error {
@@ -397,23 +421,9 @@ func (b *bodyReader) chunkHeader() error {
 		l = l[:i] // Chunk extensions are ignored.
 	}
 	l = bytes.TrimSpace(l)
-	if len(l) == 0 || len(l) > 15 {
+	size, ok := chunkSize(l)
+	if !ok {
 		return errMalformed
-	}
-	var size int64
-	for _, c := range l {
-		var d byte
-		switch {
-		case c >= '0' && c <= '9':
-			d = c - '0'
-		case c >= 'a' && c <= 'f':
-			d = c - 'a' + 10
-		case c >= 'A' && c <= 'F':
-			d = c - 'A' + 10
-		default:
-			return errMalformed
-		}
-		size = size<<4 | int64(d)
 	}
 	if size > 0 {
 		b.remain = size
