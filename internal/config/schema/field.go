@@ -92,16 +92,6 @@ type Field struct {
 	Description string
 }
 
-// field returns the sub-field of a record by name.
-func (f *Field) field(name string) *Field {
-	for _, sf := range f.Fields {
-		if sf.Name == name {
-			return sf
-		}
-	}
-	return nil
-}
-
 // isReference reports whether s is a vault reference.
 func isReference(s string) bool {
 	return strings.HasPrefix(s, "{vault://") && strings.HasSuffix(s, "}") && len(s) > len("{vault://}")

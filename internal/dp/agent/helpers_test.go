@@ -11,7 +11,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math/big"
 	"net"
@@ -297,9 +296,8 @@ func badConfig(ids ...string) map[string]any {
 
 // logBuffer collects log lines for assertions.
 type logBuffer struct {
-	mu  sync.Mutex // guards b
-	b   strings.Builder
-	out io.Writer
+	mu sync.Mutex // guards b
+	b  strings.Builder
 }
 
 func (l *logBuffer) Write(p []byte) (int, error) {

@@ -114,11 +114,10 @@ type Ctx struct {
 	strs []string
 	// picked[i] is the instance resolved for slot i of chain, nil when the
 	// slot has none for this request or was not reached yet.
-	picked    []*instance
-	chain     *Chain
-	exitHdr   http.Header
-	store     Store
-	accessErr error
+	picked  []*instance
+	chain   *Chain
+	exitHdr http.Header
+	store   Store
 }
 
 var ctxPool = sync.Pool{New: func() any {

@@ -30,14 +30,6 @@ func (p *phaseRec) add(s string) {
 	p.mu.Unlock()
 }
 
-func (p *phaseRec) take() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	out := strings.Join(p.events, " ")
-	p.events = nil
-	return out
-}
-
 // phasePlugin is a test plugin recording every phase it runs. Its config
 // selects what it does besides recording.
 type phasePlugin struct {

@@ -118,7 +118,6 @@ type reqState struct {
 	head  respHead
 	body  bodyReader
 	buf   []byte // error bodies, ids
-	vals  []string
 
 	// Plugin phases; nil on the zero-plugin path.
 	pc    *plugin.Ctx

@@ -133,7 +133,6 @@ type RateLimiting struct {
 	logger    interface {
 		Error(msg string, args ...any)
 	}
-	errHeader http.Header
 }
 
 var _ plugin.Accesser = (*RateLimiting)(nil)
