@@ -474,7 +474,8 @@ func (cn *conn) orphan() {
 	if cn.gantry || cn.node.Type == TypeGantry {
 		frame, err := encodeOrphaned(cn.groupID)
 		if err == nil && cn.ctx != nil {
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			// The notice goes out even when the link is already closing, within its own bound.
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(cn.ctx), 2*time.Second)
 			cn.ws.Write(ctx, websocket.MessageBinary, frame)
 			cancel()
 		}
