@@ -32,6 +32,7 @@ type InvalidParameter struct {
 	Choices []string `json:"choices,omitempty"`
 }
 
+// Error implements error: status, title and detail.
 func (p *Problem) Error() string { return fmt.Sprintf("%d %s: %s", p.Status, p.Title, p.Detail) }
 
 // problem builds a Problem of status with a detail for the caller.

@@ -53,10 +53,12 @@ type EntityError struct {
 	Err      error
 }
 
+// Error implements error, naming the plugin.
 func (e *EntityError) Error() string {
 	return fmt.Sprintf("plugin %s (%s): %v", e.Name, e.PluginID, e.Err)
 }
 
+// Unwrap returns Err.
 func (e *EntityError) Unwrap() error { return e.Err }
 
 // CompileOptions are the inputs of [Compile].

@@ -89,8 +89,10 @@ type RouteError struct {
 	Err error
 }
 
+// Error implements error, naming the route.
 func (e *RouteError) Error() string { return fmt.Sprintf("route %s: %v", e.ID, e.Err) }
 
+// Unwrap returns Err.
 func (e *RouteError) Unwrap() error { return e.Err }
 
 // hostEntry is one compiled element of Route.Hosts.

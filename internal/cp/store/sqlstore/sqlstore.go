@@ -203,10 +203,12 @@ type ConstraintError struct {
 	Detail     string // the database's message
 }
 
+// Error implements error: the kind and the database's message.
 func (e *ConstraintError) Error() string {
 	return fmt.Sprintf("%v: %s", e.Kind, e.Detail)
 }
 
+// Unwrap returns Kind, so that errors.Is matches store.ErrConflict or store.ErrForeignKey.
 func (e *ConstraintError) Unwrap() error { return e.Kind }
 
 func (s *Store) mapErr(err error) error {
