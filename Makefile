@@ -5,7 +5,7 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 COMMIT   ?= $(shell git rev-parse HEAD 2>/dev/null)
 LDFLAGS  := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
-.PHONY: build run test vet bench-proxy bench-entities
+.PHONY: build run test vet bench-proxy bench-entities bench-push
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/gantry ./cmd/gantry
@@ -51,3 +51,8 @@ bench-entities:
 .PHONY: bench-proxy-go
 bench-proxy-go:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime=20000x -count=3 ./internal/dp/proxy ./internal/dp/gateway
+
+# bench-push measures push latency (write accepted → 1, 10, 100 instances report the new hash) and
+# the control plane's memory per connected instance (1,000 simulated instances).
+bench-push:
+	bash bench/push.sh

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Push latency and control plane memory per connected instance (the runtime-instances issue):
+#   - push latency: a configuration write accepted by the control plane → every connected Kong
+#     data-plane peer reports the new hash in its ping, for 1, 10 and 100 peers (30 writes each;
+#     median and p90);
+#   - memory: heap bytes and goroutines per connected instance with 1,000 simulated instances, in a
+#     child process so only the control plane's heap is counted.
+# Both run as Go benchmarks of internal/cp/cluster on SQLite over real mTLS on loopback.
+# Usage: bench/push.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="/usr/local/go/bin:$PATH"
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+go test ./internal/cp/cluster/ -run '^$' -bench 'PushLatency' -benchtime=30x | grep -E '^Benchmark'
+go test ./internal/cp/cluster/ -run '^$' -bench 'MemoryPerInstance' -benchtime=1x | grep -E '^Benchmark'
+echo "load average after:  $(cut -d' ' -f1-3 /proc/loadavg)"
