@@ -62,8 +62,7 @@ type Env interface {
 // the plugin chooses (typically its plugin instance id, or a key shared on
 // purpose). It is safe for concurrent use.
 type StateRegistry struct {
-	mu sync.Mutex
-	// guarded by mu:
+	mu    sync.Mutex // guards items
 	items map[string]any
 }
 

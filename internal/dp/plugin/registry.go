@@ -68,8 +68,7 @@ type Registration struct {
 // Registry maps plugin names to factories. The zero value is not usable;
 // use [NewRegistry] or the process-wide [DefaultRegistry].
 type Registry struct {
-	mu sync.RWMutex
-	// guarded by mu:
+	mu     sync.RWMutex // guards byName
 	byName map[string]Registration
 }
 

@@ -35,9 +35,8 @@ type FileLog struct {
 	cfg    Config
 	logger *slog.Logger
 
-	mu sync.Mutex
-	// guarded by mu:
-	f *os.File
+	mu sync.Mutex // guards f
+	f  *os.File
 }
 
 var _ plugin.LogHandler = (*FileLog)(nil)

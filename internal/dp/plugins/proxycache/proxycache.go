@@ -70,8 +70,7 @@ type entry struct {
 
 // store is one memory dictionary, shared by the instances naming it.
 type store struct {
-	mu sync.Mutex
-	// guarded by mu:
+	mu      sync.Mutex // guards entries
 	entries map[string]*entry
 }
 

@@ -24,8 +24,7 @@ type localKey struct {
 }
 
 type localShard struct {
-	mu sync.Mutex
-	// guarded by mu:
+	mu        sync.Mutex // guards counts and lastSweep
 	counts    map[localKey]int64
 	lastSweep int64 // unix ms
 }
