@@ -27,7 +27,8 @@ const foldThreshold = 1_000_000
 // from the configuration hashes to [EmptyConfigHash].
 type Hashes struct {
 	// Config equals the frame's config_hash.
-	Config    string `json:"config"`
+	Config string `json:"config"`
+	// Routes, Services, Plugins, Upstreams and Targets hash those collections.
 	Routes    string `json:"routes"`
 	Services  string `json:"services"`
 	Plugins   string `json:"plugins"`

@@ -231,7 +231,8 @@ const (
 // binary frame of plain JSON, when it fails to apply a configuration.
 type ErrorFrame struct {
 	// Type is always TypeError.
-	Type  string      `json:"type"`
+	Type string `json:"type"`
+	// Error is what failed.
 	Error ErrorReport `json:"error"`
 }
 

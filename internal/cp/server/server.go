@@ -47,7 +47,8 @@ type Options struct {
 	ClusterReady func(addr net.Addr)
 	// ShutdownTimeout bounds how long in-flight requests may take to finish after a stop signal.
 	ShutdownTimeout time.Duration
-	Logger          *slog.Logger
+	// Logger receives the control plane's logs; nil discards them.
+	Logger *slog.Logger
 	// Out receives the messages meant for the person who started the process (the one-time admin
 	// token, where the API listens).
 	Out io.Writer

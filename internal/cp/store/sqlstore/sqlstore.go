@@ -25,9 +25,12 @@ var migrationsFS embed.FS
 // Options configure Open. Exactly one of DatabaseURL and DataDir is used: a postgres:// URL
 // selects PostgreSQL; otherwise the SQLite file gantry.db inside DataDir (created if missing).
 type Options struct {
+	// DatabaseURL is a postgres:// URL; empty selects SQLite.
 	DatabaseURL string
-	DataDir     string
-	Logger      *slog.Logger
+	// DataDir holds the SQLite file when DatabaseURL is empty.
+	DataDir string
+	// Logger receives the store's messages; nil discards them.
+	Logger *slog.Logger
 }
 
 // Store is the SQL implementation of store.Store.
