@@ -133,7 +133,7 @@ func runQuickstart(ctx context.Context, o quickstartOptions) error {
 	fmt.Fprintf(o.out, "  Kong Admin API: %s/v2/runtime-groups/%s/core-entities\n", apiURL, groupID)
 	fmt.Fprintf(o.out, "\nTry it:\n  export TOKEN=$(cat %s)\n", filepath.Join(qsDir, "admin-token"))
 	fmt.Fprintf(o.out, "  curl -s -H \"Authorization: Bearer $TOKEN\" %s/v2/runtime-groups/%s/core-entities/services -d name=echo -d url=http://httpbin.org\n", apiURL, groupID)
-	fmt.Fprintf(o.out, "  curl -s -H \"Authorization: Bearer $TOKEN\" %s/v2/runtime-groups/%s/core-entities/services/echo/routes -d paths[]=/echo\n", apiURL, groupID)
+	fmt.Fprintf(o.out, "  curl -s -H \"Authorization: Bearer $TOKEN\" %s/v2/runtime-groups/%s/core-entities/services/echo/routes -d 'paths[]=/echo'\n", apiURL, groupID)
 	fmt.Fprintf(o.out, "  curl -s http://%s/echo/get\n\n", hostPort("localhost", o.proxyListen))
 
 	rt := o.runtime
