@@ -317,58 +317,11 @@ for t in $TARGETS; do
 			exit 1
 		fi
 	fi
-	timeout $((WARMUP + 10)) taskset -c 0 wrk -t1 -c"$CONNS" -d"${WARMUP}s" -H "apikey: $APIKEY" "$url" >/dev/null
-	for run in $(seq 1 "$RUNS"); do
-		before=$(cpu_ticks "${TPID[$t]}")
-		out=$(timeout $((DURATION + 15)) taskset -c 0 wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -H "apikey: $APIKEY" "$url")
-		after=$(cpu_ticks "${TPID[$t]}")
-		rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
-		reqs=$(awk '/requests in/ {print $1}' <<<"$out")
-		p50=$(to_us "$(awk '$1 == "50%" {print $2}' <<<"$out")")
-		p99=$(to_us "$(awk '$1 == "99%" {print $2}' <<<"$out")")
-		if grep -q "Non-2xx" <<<"$out"; then
-			# A run with error answers measures something else (a 429 costs less than a
-			# proxied 200): stop rather than report it.
-			echo "error: $t run $run had non-2xx answers:" >&2
-			grep "Non-2xx" <<<"$out" >&2
-			exit 1
-		fi
-		if grep -q "Socket errors" <<<"$out"; then
-			echo "warning: $t run $run had socket errors:" >&2
-			grep "Socket errors" <<<"$out" >&2
-		fi
-		cpu="-"
-		if [ -n "${TPID[$t]}" ] && [ "${reqs:-0}" -gt 0 ]; then
-			cpu=$(awk -v d=$((after - before)) -v tk="$TICK" -v n="$reqs" 'BEGIN { printf "%.1f", d / tk * 1e6 / n }')
-		fi
-		rss=$( [ -n "${TPID[$t]}" ] && peak_rss_kb "${TPID[$t]}" || echo 0)
-		echo -e "$t\t$run\t$rps\t$p50\t$p99\t$reqs\t$cpu\t$rss" >>"$RAW"
-		echo "$t run $run: $rps rps, p50 ${p50}µs, p99 ${p99}µs, ${cpu} µs/req CPU" >&2
-	done
+	measure "$t" "$url"
 	if [ -n "${TPID[$t]}" ]; then kill "${TPID[$t]}" 2>/dev/null || true; wait "${TPID[$t]}" 2>/dev/null || true; fi
 done
 
-# Summary: medians, min-max RPS, ratios to nginx and to each target's own
-# reference (the plugin variants against nginx-plugins), p99 over the
-# reference's, all measured in this run.
 SUMMARY=$RESULTS/runtime-$STAMP.txt
-{
-	echo "runtime benchmark $STAMP  (runs=$RUNS duration=${DURATION}s conns=$CONNS consumers=$CONSUMERS)"
-	echo "gantry = gantry runtime configured by gantry serve through the Admin API; gantry-core = bench/gantryproxy"
-	echo "load average before: $LOAD"
-	echo "load average after:  $(cat /proc/loadavg)"
-	printf "%-15s %20s %8s %8s %9s %7s %7s %11s %7s\n" target "rps median (min-max)" p50_us p99_us vs_nginx vs_ref p99/ref cpu_us/req rss_MB
-	med() { awk -F'\t' -v t="$1" -v c="$2" '$1 == t {print $c}' "$RAW" | median; }
-	for t in $TARGETS; do
-		col() { awk -F'\t' -v t="$t" -v c="$1" '$1 == t {print $c}' "$RAW"; }
-		rps=$(col 3 | median); mn=$(col 3 | sort -n | head -1); mx=$(col 3 | sort -n | tail -1)
-		p50=$(col 4 | median); p99=$(col 5 | median); cpu=$(col 7 | median); rss=$(col 8 | median)
-		ref=${REF[$t]:-nginx}
-		nginx_rps=$(med nginx 3); ref_rps=$(med "$ref" 3); ref_p99=$(med "$ref" 5)
-		ratio() { awk -v a="$1" -v b="${2:-0}" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
-		printf "%-15s %8.0f (%.0f-%.0f) %8.0f %8.0f %9s %7s %7s %11s %7s\n" "$t" "$rps" "$mn" "$mx" "$p50" "$p99" \
-			"$(ratio "$rps" "$nginx_rps")" "$(ratio "$rps" "$ref_rps")" "$(ratio "$p99" "$ref_p99")" "$cpu" \
-			"$(awk -v k="$rss" 'BEGIN { if (k > 0) printf "%.1f", k / 1024; else print "-" }')"
-	done
-} | tee "$SUMMARY"
+summarize "runtime benchmark $STAMP  (runs=$RUNS duration=${DURATION}s conns=$CONNS consumers=$CONSUMERS)" \
+	"gantry = gantry runtime configured by gantry serve through the Admin API; gantry-core = bench/gantryproxy" | tee "$SUMMARY"
 echo "raw runs: $RAW" >&2
