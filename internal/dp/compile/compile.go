@@ -130,9 +130,8 @@ type Compiled struct {
 	counts    map[string]int    // entities per collection, for Summary
 
 	// needPort is set when some route host names a port, so Match must
-	// find the local port; mayReject when some route does not accept plain
-	// http, so the caller must check Match's rejection.
-	needPort, mayReject bool
+	// find the local port.
+	needPort bool
 
 	closeOnce sync.Once
 	closeErr  error
@@ -545,9 +544,6 @@ func (b *builder) routes() error {
 				b.c.needPort = true
 			}
 		}
-		if !acceptsPlainHTTP(r.Protocols) {
-			b.c.mayReject = true
-		}
 		b.routeByID[rt.ID] = rt
 		docByID[rt.ID] = d
 		rs = append(rs, r)
@@ -571,26 +567,6 @@ func (b *builder) routes() error {
 		}
 	}
 	return nil
-}
-
-// acceptsPlainHTTP reports whether a route with these protocols serves
-// plain-http requests without a rejection.
-func acceptsPlainHTTP(protocols []string) bool {
-	if len(protocols) == 0 {
-		return true
-	}
-	for _, p := range protocols {
-		if p == "http" {
-			return true
-		}
-	}
-	// Stream-only routes never match HTTP requests and reject nothing.
-	for _, p := range protocols {
-		if p == "https" || p == "grpc" || p == "grpcs" {
-			return false
-		}
-	}
-	return true
 }
 
 func (b *builder) consumers() error {
@@ -993,18 +969,17 @@ func (c *Compiled) Match(r *http.Request) (router.Match[*Route], bool) {
 	return m, ok
 }
 
-// MayReject reports whether some route refuses plain-http requests (an
-// https-only or gRPC route), so callers must check Match's Reject before
-// proxying. When false, Resolve alone is enough.
-func (c *Compiled) MayReject() bool { return c != nil && c.mayReject }
-
 // Resolve implements proxy.Resolver: it matches r and fills m with the
 // route's service and the upstream path (Kong's path_handling v0 or v1,
 // strip_path, service path). A route without a service, or no match, leaves
-// m.Service nil. A protocol rejection is not visible here; see MayReject.
+// m.Service nil. A route matched over a protocol it refuses sets m.Reject.
 func (c *Compiled) Resolve(r *http.Request, m *proxy.Match) {
 	mt, ok := c.Match(r)
 	if !ok {
+		return
+	}
+	if mt.Reject.Status != 0 {
+		m.Reject = rejection(mt.Reject)
 		return
 	}
 	rt := mt.Route.Value

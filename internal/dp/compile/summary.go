@@ -25,9 +25,8 @@ type Summary struct {
 	SNIs int `json:"snis"`
 	// Keys are the ids of compiled keys entities, sorted.
 	Keys []string `json:"keys,omitempty"`
-	// MayReject and NeedPort mirror the router flags.
-	MayReject bool `json:"may_reject"`
-	NeedPort  bool `json:"need_port"`
+	// NeedPort mirrors the router flag.
+	NeedPort bool `json:"need_port"`
 }
 
 // RouteSummary describes one compiled route.
@@ -60,7 +59,7 @@ type UpstreamSummary struct {
 
 // Summary describes c.
 func (c *Compiled) Summary() Summary {
-	s := Summary{Counts: map[string]int{}, SNIs: c.certs.Len(), MayReject: c.mayReject, NeedPort: c.needPort}
+	s := Summary{Counts: map[string]int{}, SNIs: c.certs.Len(), NeedPort: c.needPort}
 	for k, v := range c.counts {
 		if v > 0 {
 			s.Counts[k] = v

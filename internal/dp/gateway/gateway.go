@@ -28,7 +28,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -37,7 +36,6 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -47,7 +45,6 @@ import (
 	"github.com/gantry-gw/gantry/internal/dp/plugin"
 	_ "github.com/gantry-gw/gantry/internal/dp/plugins/all" // the bundled plugins
 	"github.com/gantry-gw/gantry/internal/dp/proxy"
-	"github.com/gantry-gw/gantry/internal/dp/router"
 	"github.com/gantry-gw/gantry/internal/wire"
 )
 
@@ -329,12 +326,6 @@ func (g *Gateway) certificate(hello *tls.ClientHelloInfo) (*tls.Certificate, err
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	gen := g.acquire()
 	defer gen.release()
-	if c := gen.compiled; c != nil && c.MayReject() {
-		if m, ok := c.Match(r); ok && m.Reject.Status != 0 {
-			writeRejection(w, r, m.Reject)
-			return
-		}
-	}
 	gen.proxy.ServeHTTP(w, r)
 }
 
@@ -469,43 +460,6 @@ func (g *Gateway) Close() error {
 type shutdowner interface {
 	Shutdown(ctx context.Context) error
 	Close() error
-}
-
-// writeRejection answers a request whose protocol the matched route does
-// not accept, as Kong does: 426 with Upgrade for http on https-only
-// routes, a redirect when the route asks for one, gRPC status headers for
-// gRPC mismatches.
-func writeRejection(w http.ResponseWriter, r *http.Request, rej router.Rejection) {
-	h := w.Header()
-	if rej.GRPCStatus != 0 {
-		h.Set("Content-Type", "application/grpc")
-		h.Set("Grpc-Status", strconv.Itoa(rej.GRPCStatus))
-		h.Set("Grpc-Message", rej.GRPCMessage)
-		w.WriteHeader(http.StatusOK)
-		return
-	}
-	if rej.RedirectHTTPS {
-		host := r.Host
-		if h, _, err := net.SplitHostPort(host); err == nil {
-			host = h
-		}
-		h.Set("Location", "https://"+host+r.URL.RequestURI())
-	}
-	if rej.Upgrade != "" {
-		h.Set("Connection", "Upgrade")
-		h.Set("Upgrade", rej.Upgrade)
-	}
-	if rej.Message == "" {
-		w.WriteHeader(rej.Status)
-		return
-	}
-	body, _ := json.Marshal(map[string]string{"message": rej.Message})
-	h.Set("Content-Type", "application/json; charset=utf-8")
-	h.Set("Content-Length", strconv.Itoa(len(body)))
-	w.WriteHeader(rej.Status)
-	if r.Method != http.MethodHead {
-		w.Write(body)
-	}
 }
 
 // selfSigned makes the default certificate served when no SNI matches, like

@@ -247,6 +247,10 @@ type Match struct {
 	// URICaptures are the regex groups of the matched route's path, handed to plugins (Kong's
 	// uri_captures). Leave it nil for prefix routes: boxing an empty value would allocate.
 	URICaptures plugin.URICaptures
+	// Reject, when set, answers the request instead of proxying it: a route matched, but not
+	// over this protocol (Kong's 426, HTTPS redirect and gRPC answers). No plugin phase runs, as
+	// for a 404: Kong refuses the protocol before the access phase collects plugins.
+	Reject http.Handler
 }
 
 // Resolver finds the service for a request. Implementations must be safe for

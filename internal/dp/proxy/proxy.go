@@ -240,6 +240,10 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	cfg.Resolver.Resolve(r, &st.match)
+	if st.match.Reject != nil {
+		st.match.Reject.ServeHTTP(w, r)
+		return
+	}
 	svc := st.match.Service
 	if svc == nil {
 		// As in Kong, the router fails before the access phase collects
