@@ -28,21 +28,21 @@ package kongpeer
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"maps"
 	"net"
-	"net/http"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/gantry-gw/gantry/internal/wire"
+	"github.com/gantry-gw/gantry/internal/wire/wsframe"
 )
 
 // Kong's timing defaults.
@@ -343,36 +343,17 @@ func (p *Peer) handshake(ctx context.Context, conn net.Conn) (*bufio.Reader, err
 	conn.SetDeadline(deadline)
 	defer conn.SetDeadline(time.Time{})
 
-	key, err := newKey()
-	if err != nil {
-		return nil, err
-	}
 	q := wire.NodeQuery{NodeID: p.opts.NodeID, Hostname: p.opts.Hostname, Version: p.opts.Version}.RawQuery()
 	if p.opts.OmitVersion {
 		q = wire.ParamNodeID + "=" + p.opts.NodeID + "&" + wire.ParamNodeHostname + "=" + p.opts.Hostname
 	}
-	req := "GET " + wire.OutletPath + "?" + q + " HTTP/1.1\r\n" +
-		"Host: " + p.opts.Address + "\r\n" +
-		"Upgrade: websocket\r\nConnection: Upgrade\r\n" +
-		"Sec-WebSocket-Key: " + key + "\r\nSec-WebSocket-Version: 13\r\n\r\n"
-	if _, err := io.WriteString(conn, req); err != nil {
-		return nil, fmt.Errorf("kongpeer: sending the upgrade request: %w", err)
-	}
-	br := bufio.NewReader(conn)
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		return nil, fmt.Errorf("kongpeer: reading the upgrade response: %w", err)
-	}
-	if resp.StatusCode != http.StatusSwitchingProtocols {
-		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		resp.Body.Close()
-		return nil, &HandshakeError{StatusCode: resp.StatusCode, Body: string(body)}
-	}
-	if !strings.EqualFold(resp.Header.Get("Upgrade"), "websocket") || resp.Header.Get("Sec-WebSocket-Accept") != acceptKey(key) {
-		return nil, fmt.Errorf("kongpeer: %w: bad upgrade response headers %v", ErrProtocol, resp.Header)
-	}
-	if ext := resp.Header.Get("Sec-WebSocket-Extensions"); ext != "" {
-		return nil, fmt.Errorf("kongpeer: %w: server chose extension %q that was not offered", ErrProtocol, ext)
+	br, err := wsframe.Handshake(conn, p.opts.Address, wire.OutletPath+"?"+q, 0)
+	var se *wsframe.StatusError
+	switch {
+	case errors.As(err, &se):
+		return nil, &HandshakeError{StatusCode: se.StatusCode, Body: string(se.Body)}
+	case err != nil:
+		return nil, fmt.Errorf("kongpeer: %w", err)
 	}
 	return br, nil
 }
@@ -483,7 +464,7 @@ func (p *Peer) readLoop(ctx context.Context, conn net.Conn, br *bufio.Reader) er
 	for {
 		// Every frame (pongs included) resets the silence timer.
 		conn.SetReadDeadline(time.Now().Add(p.opts.PingWait))
-		f, err := readFrame(br, p.opts.MaxPayload)
+		f, err := wsframe.Read(br, p.opts.MaxPayload)
 		if err != nil {
 			var ne net.Error
 			switch {
@@ -496,28 +477,28 @@ func (p *Peer) readLoop(ctx context.Context, conn net.Conn, br *bufio.Reader) er
 			}
 			return fmt.Errorf("error while receiving frame from control plane: %w", err)
 		}
-		p.record(Frame{Dir: Received, Opcode: f.opcode, Fin: f.fin, Payload: f.payload, At: time.Now()})
+		p.record(Frame{Dir: Received, Opcode: f.Op, Fin: f.Fin, Payload: f.Payload, At: time.Now()})
 
 		switch {
-		case f.opcode == OpClose:
-			code, reason := parseClose(f.payload)
+		case f.Op == OpClose:
+			code, reason, _ := wsframe.ParseClose(f.Payload)
 			p.mu.Lock()
 			p.closeInfo = &CloseInfo{FromCP: true, Code: code, Reason: reason}
 			p.mu.Unlock()
 			p.write(conn, OpClose, nil)
 			return fmt.Errorf("%w: code %d %q", ErrClosedByCP, code, reason)
-		case f.opcode == OpPing, f.opcode == OpPong:
+		case f.Op == OpPing, f.Op == OpPong:
 			// Kong's DP never answers pings; pongs only count as traffic.
-		case f.opcode == OpContinuation || !f.fin:
-			return p.protocolError(fmt.Errorf("%w: fragmented %s message from control plane", ErrProtocol, f.opcode))
-		case f.opcode == OpText:
+		case f.Op == OpContinuation || !f.Fin:
+			return p.protocolError(fmt.Errorf("%w: fragmented %s message from control plane", ErrProtocol, f.Op))
+		case f.Op == OpText:
 			p.log.Debug("ignoring text frame from control plane")
-		case f.opcode == OpBinary:
-			if err := p.handleBinary(f.payload); err != nil {
+		case f.Op == OpBinary:
+			if err := p.handleBinary(f.Payload); err != nil {
 				return p.protocolError(err)
 			}
 		default:
-			return p.protocolError(fmt.Errorf("%w: unknown opcode %s", ErrProtocol, f.opcode))
+			return p.protocolError(fmt.Errorf("%w: unknown opcode %s", ErrProtocol, f.Op))
 		}
 	}
 }
@@ -678,10 +659,11 @@ func (p *Peer) pingLoop(ctx context.Context, conn net.Conn) error {
 
 // write sends one final frame and records it.
 func (p *Peer) write(conn net.Conn, op Opcode, payload []byte) error {
-	buf, err := appendFrame(make([]byte, 0, len(payload)+14), op, payload)
-	if err != nil {
+	var mask [4]byte
+	if _, err := rand.Read(mask[:]); err != nil {
 		return err
 	}
+	buf := wsframe.Append(make([]byte, 0, len(payload)+14), op, payload, mask)
 	p.writeMu.Lock()
 	defer p.writeMu.Unlock()
 	conn.SetWriteDeadline(time.Now().Add(ioTimeout))
