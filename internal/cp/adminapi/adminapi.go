@@ -10,13 +10,11 @@
 package adminapi
 
 import (
-	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
 	"os"
 	"sort"
-	"strconv"
 	"strings"
 
 	"github.com/gantry-gw/gantry/internal/cp/api"
@@ -133,15 +131,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// Unknown groups stay management API problems; everything inside speaks Kong.
 		var p *api.Problem
 		if errors.As(err, &p) {
-			p.Type = "https://httpstatuses.com/" + strconv.Itoa(p.Status)
-			p.Instance = "gantry:trace:" + w.Header().Get("X-Request-Id")
-			if p.Title == "" {
-				p.Title = http.StatusText(p.Status)
-			}
-			w.Header().Set("Content-Type", "application/problem+json")
-			body, _ := json.Marshal(p)
-			w.WriteHeader(p.Status)
-			w.Write(body)
+			api.WriteProblem(w, r, p)
 			return
 		}
 		h.writeError(w, r, err)

@@ -149,10 +149,10 @@ func (a *API) unrouted(w http.ResponseWriter, r *http.Request) {
 	h.ServeHTTP(probe, r)
 	if probe.status == http.StatusMethodNotAllowed {
 		w.Header().Set("Allow", probe.header.Get("Allow"))
-		writeProblem(w, r, problem(http.StatusMethodNotAllowed, "Method "+r.Method+" is not allowed here; allowed: "+probe.header.Get("Allow")+"."))
+		WriteProblem(w, r, problem(http.StatusMethodNotAllowed, "Method "+r.Method+" is not allowed here; allowed: "+probe.header.Get("Allow")+"."))
 		return
 	}
-	writeProblem(w, r, problem(http.StatusNotFound, "No API route matches "+r.Method+" "+r.URL.Path+"."))
+	WriteProblem(w, r, problem(http.StatusNotFound, "No API route matches "+r.Method+" "+r.URL.Path+"."))
 }
 
 // headerProbe captures what ServeMux's built-in 404/405 handler would answer, without sending it.
@@ -193,17 +193,17 @@ func requestID(r *http.Request) string {
 }
 
 func (a *API) healthz(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
 func (a *API) readyz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
 	defer cancel()
 	if err := a.store.Ready(ctx); err != nil {
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "reason": err.Error()})
+		WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "reason": err.Error()})
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ready", "database": a.store.Dialect()})
+	WriteJSON(w, http.StatusOK, map[string]string{"status": "ready", "database": a.store.Dialect()})
 }
 
 // Principal is who an authenticated request acts for.
@@ -228,7 +228,7 @@ func (a *API) authenticate(next http.Handler) http.Handler {
 		unauthorized := func(reason, logReason string) {
 			a.log.InfoContext(r.Context(), "refused request", "reason", logReason, "path", r.URL.Path, "request_id", requestID(r))
 			w.Header().Set("WWW-Authenticate", `Bearer realm="gantry"`)
-			writeProblem(w, r, problem(http.StatusUnauthorized, reason))
+			WriteProblem(w, r, problem(http.StatusUnauthorized, reason))
 		}
 		h := r.Header.Get("Authorization")
 		scheme, tok, ok := strings.Cut(h, " ")
@@ -281,10 +281,10 @@ func (a *API) getOrganization(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"id": org.ID, "name": org.Name, "created_at": org.CreatedAt, "updated_at": org.UpdatedAt})
+	WriteJSON(w, http.StatusOK, map[string]any{"id": org.ID, "name": org.Name, "created_at": org.CreatedAt, "updated_at": org.UpdatedAt})
 }
 
 func (a *API) getMe(w http.ResponseWriter, r *http.Request) {
 	p := principal(r)
-	writeJSON(w, http.StatusOK, map[string]any{"id": p.UserID, "organization_id": p.OrgID})
+	WriteJSON(w, http.StatusOK, map[string]any{"id": p.UserID, "organization_id": p.OrgID})
 }

@@ -14,10 +14,10 @@ import (
 // MaxBodyBytes bounds every management API request body (1 MiB).
 const MaxBodyBytes = 1 << 20
 
-// decodeJSON reads the request body into v strictly: JSON content type, a single object, no
+// DecodeJSON reads the request body into v strictly: JSON content type, a single object, no
 // unknown fields, each field of the right type, at most MaxBodyBytes. Each failure is a 400 that
 // names what is wrong.
-func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
+func DecodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		mt, _, err := mime.ParseMediaType(ct)
 		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {

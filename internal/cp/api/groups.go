@@ -93,7 +93,7 @@ type patchGroupRequest struct {
 
 func (a *API) createGroup(w http.ResponseWriter, r *http.Request) {
 	var req createGroupRequest
-	if err := decodeJSON(w, r, &req); err != nil {
+	if err := DecodeJSON(w, r, &req); err != nil {
 		a.fail(w, r, err)
 		return
 	}
@@ -137,7 +137,7 @@ func (a *API) createGroup(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Location", strings.TrimSuffix(r.URL.Path, "/")+"/"+g.ID)
-	writeJSON(w, http.StatusCreated, a.groupView(g))
+	WriteJSON(w, http.StatusCreated, a.groupView(g))
 }
 
 // nameConflict gives a duplicate-name error a detail that says which name is taken.
@@ -154,7 +154,7 @@ func (a *API) getGroup(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, a.withCounts(r, a.groupView(g))[0])
+	WriteJSON(w, http.StatusOK, a.withCounts(r, a.groupView(g))[0])
 }
 
 // withCounts adds instance counts to group views when the control plane tracks instances.
@@ -203,7 +203,7 @@ func (a *API) patchGroup(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req patchGroupRequest
-	if err := decodeJSON(w, r, &req); err != nil {
+	if err := DecodeJSON(w, r, &req); err != nil {
 		a.fail(w, r, err)
 		return
 	}
@@ -256,7 +256,7 @@ func (a *API) patchGroup(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, nameConflict(err, name))
 		return
 	}
-	writeJSON(w, http.StatusOK, a.groupView(g))
+	WriteJSON(w, http.StatusOK, a.groupView(g))
 }
 
 func (a *API) deleteGroup(w http.ResponseWriter, r *http.Request) {
@@ -307,7 +307,7 @@ func (a *API) listGroups(w http.ResponseWriter, r *http.Request) {
 		data = append(data, a.groupView(g))
 	}
 	data = a.withCounts(r, data...)
-	writeJSON(w, http.StatusOK, map[string]any{"data": data, "meta": listMeta{Page: pageMeta{Number: q.PageNumber, Size: q.PageSize, Total: total}}})
+	WriteJSON(w, http.StatusOK, map[string]any{"data": data, "meta": listMeta{Page: pageMeta{Number: q.PageNumber, Size: q.PageSize, Total: total}}})
 }
 
 var filterRE = regexp.MustCompile(`^filter\[([a-z_]+)\](?:\[([a-z]+)\])?$`)

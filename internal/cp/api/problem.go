@@ -20,6 +20,9 @@ type Problem struct {
 	Detail   string `json:"detail"`
 	// InvalidParameters is set on 400 answers only, one entry per offending input.
 	InvalidParameters []InvalidParameter `json:"invalid_parameters,omitempty"`
+	// Message repeats Detail for endpoints whose clients read Konnect's legacy {"message"} body
+	// (dp-client-certificates); empty elsewhere.
+	Message string `json:"message,omitempty"`
 }
 
 // InvalidParameter names one input that was refused and why.
@@ -47,8 +50,9 @@ func badRequest(detail string, params ...InvalidParameter) *Problem {
 	return p
 }
 
-// writeProblem sends p, filling the fields that depend on the request.
-func writeProblem(w http.ResponseWriter, r *http.Request, p *Problem) {
+// WriteProblem sends p, filling the fields that depend on the request. Every management API error
+// goes through it, including those of packages that mount routes on the API.
+func WriteProblem(w http.ResponseWriter, r *http.Request, p *Problem) {
 	if p.Title == "" {
 		p.Title = http.StatusText(p.Status)
 	}
@@ -82,7 +86,7 @@ func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 	if p.Status >= 500 {
 		a.log.Log(r.Context(), slog.LevelError, "answered with server error", "status", p.Status, "request_id", requestID(r))
 	}
-	writeProblem(w, r, p)
+	WriteProblem(w, r, p)
 }
 
 func defaultGroupDetail(err error) string {
@@ -95,8 +99,8 @@ func defaultGroupDetail(err error) string {
 	return msg + "."
 }
 
-// writeJSON sends v with status.
-func writeJSON(w http.ResponseWriter, status int, v any) {
+// WriteJSON sends v as JSON with status.
+func WriteJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	json.NewEncoder(w).Encode(v)

@@ -40,7 +40,7 @@ const maxTokenLifetime = 10 * 365 * 24 * time.Hour
 
 func (a *API) createToken(w http.ResponseWriter, r *http.Request) {
 	var req createTokenRequest
-	if err := decodeJSON(w, r, &req); err != nil {
+	if err := DecodeJSON(w, r, &req); err != nil {
 		a.fail(w, r, err)
 		return
 	}
@@ -84,7 +84,7 @@ func (a *API) createToken(w http.ResponseWriter, r *http.Request) {
 	}
 	view := tokenView(t)
 	view.Token = secret
-	writeJSON(w, http.StatusCreated, view)
+	WriteJSON(w, http.StatusCreated, view)
 }
 
 func (a *API) listTokens(w http.ResponseWriter, r *http.Request) {
@@ -98,7 +98,7 @@ func (a *API) listTokens(w http.ResponseWriter, r *http.Request) {
 	for _, t := range ts {
 		data = append(data, tokenView(t))
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"data": data, "meta": listMeta{Page: pageMeta{Number: 1, Size: len(data), Total: len(data)}}})
+	WriteJSON(w, http.StatusOK, map[string]any{"data": data, "meta": listMeta{Page: pageMeta{Number: 1, Size: len(data), Total: len(data)}}})
 }
 
 func (a *API) findToken(r *http.Request) (store.Token, error) {
@@ -122,7 +122,7 @@ func (a *API) getToken(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, tokenView(t))
+	WriteJSON(w, http.StatusOK, tokenView(t))
 }
 
 // revokeToken revokes a token of the caller. The row is kept (revoked) so that audits can still

@@ -2,9 +2,7 @@ package cluster
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"io"
 	"net/http"
 	"strconv"
 	"time"
@@ -88,23 +86,8 @@ func (h *handlers) fail(w http.ResponseWriter, r *http.Request, err error) {
 		h.c.log.ErrorContext(r.Context(), "request failed", "path", r.URL.Path, "err", err)
 		p = &api.Problem{Status: http.StatusInternalServerError, Detail: "An unexpected error occurred."}
 	}
-	if p.Title == "" {
-		p.Title = http.StatusText(p.Status)
-	}
-	p.Type = "https://httpstatuses.com/" + strconv.Itoa(p.Status)
-	p.Instance = "gantry:trace:" + w.Header().Get("X-Request-Id")
-	w.Header().Set("Content-Type", "application/problem+json")
-	w.WriteHeader(p.Status)
-	json.NewEncoder(w).Encode(struct {
-		*api.Problem
-		Message string `json:"message"`
-	}{p, p.Detail})
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(v)
+	p.Message = p.Detail
+	api.WriteProblem(w, r, p)
 }
 
 func badParam(field, reason string) error {
@@ -229,7 +212,7 @@ func (h *handlers) listNodes(w http.ResponseWriter, r *http.Request, g store.Run
 	for _, n := range nodes {
 		items = append(items, h.c.view(n, expected))
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"items": items, "page": map[string]any{"total_count": total, "next": next}})
+	api.WriteJSON(w, http.StatusOK, map[string]any{"items": items, "page": map[string]any{"total_count": total, "next": next}})
 }
 
 func (h *handlers) getNode(w http.ResponseWriter, r *http.Request, g store.RuntimeGroup) {
@@ -238,7 +221,7 @@ func (h *handlers) getNode(w http.ResponseWriter, r *http.Request, g store.Runti
 		h.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"item": h.c.view(n, h.c.expected(r.Context(), g.ID))})
+	api.WriteJSON(w, http.StatusOK, map[string]any{"item": h.c.view(n, h.c.expected(r.Context(), g.ID))})
 }
 
 func (h *handlers) deleteNode(w http.ResponseWriter, r *http.Request, g store.RuntimeGroup) {
@@ -259,7 +242,7 @@ func (h *handlers) expectedHash(w http.ResponseWriter, r *http.Request, g store.
 		h.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"expected_hash": s.Hash, "created_at": s.BuiltAt.Unix(), "updated_at": s.BuiltAt.Unix(), "revision": s.Revision})
+	api.WriteJSON(w, http.StatusOK, map[string]any{"expected_hash": s.Hash, "created_at": s.BuiltAt.Unix(), "updated_at": s.BuiltAt.Unix(), "revision": s.Revision})
 }
 
 func (h *handlers) listCerts(w http.ResponseWriter, r *http.Request, g store.RuntimeGroup) {
@@ -268,16 +251,7 @@ func (h *handlers) listCerts(w http.ResponseWriter, r *http.Request, g store.Run
 		h.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"items": certs, "page": map[string]any{"total_count": len(certs)}})
-}
-
-func decodeBody(r *http.Request, v any) error {
-	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return &api.Problem{Status: http.StatusBadRequest, Detail: "The request body is not valid JSON for this operation: " + err.Error()}
-	}
-	return nil
+	api.WriteJSON(w, http.StatusOK, map[string]any{"items": certs, "page": map[string]any{"total_count": len(certs)}})
 }
 
 func (h *handlers) pinCert(w http.ResponseWriter, r *http.Request, g store.RuntimeGroup) {
@@ -285,7 +259,7 @@ func (h *handlers) pinCert(w http.ResponseWriter, r *http.Request, g store.Runti
 		Cert  string `json:"cert"`
 		Title string `json:"title"`
 	}
-	if err := decodeBody(r, &body); err != nil {
+	if err := api.DecodeJSON(w, r, &body); err != nil {
 		h.fail(w, r, err)
 		return
 	}
@@ -299,7 +273,7 @@ func (h *handlers) pinCert(w http.ResponseWriter, r *http.Request, g store.Runti
 		h.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, map[string]any{"item": p})
+	api.WriteJSON(w, http.StatusCreated, map[string]any{"item": p})
 }
 
 func (h *handlers) generateCert(w http.ResponseWriter, r *http.Request, g store.RuntimeGroup) {
@@ -307,7 +281,7 @@ func (h *handlers) generateCert(w http.ResponseWriter, r *http.Request, g store.
 		Title string `json:"title"`
 	}
 	if r.ContentLength != 0 {
-		if err := decodeBody(r, &body); err != nil {
+		if err := api.DecodeJSON(w, r, &body); err != nil {
 			h.fail(w, r, err)
 			return
 		}
@@ -317,7 +291,7 @@ func (h *handlers) generateCert(w http.ResponseWriter, r *http.Request, g store.
 		h.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, map[string]any{"item": issued.Certificate, "key": issued.KeyPEM, "ca_cert": issued.CAPEM})
+	api.WriteJSON(w, http.StatusCreated, map[string]any{"item": issued.Certificate, "key": issued.KeyPEM, "ca_cert": issued.CAPEM})
 }
 
 func (h *handlers) getCert(w http.ResponseWriter, r *http.Request, g store.RuntimeGroup) {
@@ -326,7 +300,7 @@ func (h *handlers) getCert(w http.ResponseWriter, r *http.Request, g store.Runti
 		h.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"item": p})
+	api.WriteJSON(w, http.StatusOK, map[string]any{"item": p})
 }
 
 func (h *handlers) deleteCert(w http.ResponseWriter, r *http.Request, g store.RuntimeGroup) {

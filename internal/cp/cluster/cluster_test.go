@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -523,16 +524,30 @@ func TestCertificateAPI(t *testing.T) {
 		name   string
 		body   map[string]any
 		status int
+		field  string // the invalid parameter a 400 names
 	}{
-		{"missing cert", map[string]any{"title": "x"}, http.StatusBadRequest},
-		{"not a certificate", map[string]any{"cert": "hello"}, http.StatusBadRequest},
-		{"already pinned", map[string]any{"cert": item["cert"]}, http.StatusConflict},
-		{"user certificate", map[string]any{"cert": string(pemCert(mustLeaf(t, selfSigned(t, time.Now().Add(time.Hour))))), "title": "mine"}, http.StatusCreated},
+		{"missing cert", map[string]any{"title": "x"}, http.StatusBadRequest, "cert"},
+		{"not a certificate", map[string]any{"cert": "hello"}, http.StatusBadRequest, "cert"},
+		{"unknown field", map[string]any{"cert": "x", "colour": "red"}, http.StatusBadRequest, "colour"},
+		{"already pinned", map[string]any{"cert": item["cert"]}, http.StatusConflict, ""},
+		{"user certificate", map[string]any{"cert": string(pemCert(mustLeaf(t, selfSigned(t, time.Now().Add(time.Hour))))), "title": "mine"}, http.StatusCreated, ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			if r := e.do("POST", base, c.body); r.status != c.status {
-				t.Errorf("got %d %s, want %d", r.status, r.raw, c.status)
+			r := e.do("POST", base, c.body)
+			if r.status != c.status {
+				t.Fatalf("got %d %s, want %d", r.status, r.raw, c.status)
+			}
+			if c.status < 400 {
+				return
+			}
+			// Errors are the management API's problem+json, with Konnect's legacy "message" too.
+			if r.body["status"] != float64(c.status) || r.body["message"] == "" || r.body["message"] != r.body["detail"] ||
+				!strings.HasPrefix(fmt.Sprint(r.body["instance"]), "gantry:trace:") {
+				t.Fatalf("error body %s", r.raw)
+			}
+			if c.field != "" && !strings.Contains(r.raw, `"field":"`+c.field+`"`) {
+				t.Fatalf("400 does not name %q: %s", c.field, r.raw)
 			}
 		})
 	}
