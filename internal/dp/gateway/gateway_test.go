@@ -127,6 +127,8 @@ func TestRouting(t *testing.T) {
 	bh, bp := hostPort(t, b)
 	ch, cp := hostPort(t, c)
 	g := start(t)
+	plain, _ := g.Addrs()
+	_, port, _ := net.SplitHostPort(plain.String())
 	apply(t, g, map[string]any{
 		"services": arr(
 			service(1, ah, ap, map[string]any{"path": "/base"}),
@@ -139,6 +141,9 @@ func TestRouting(t *testing.T) {
 			route(3, 3, map[string]any{"paths": arr("/api"), "methods": arr("DELETE")}),
 			route(4, 3, map[string]any{"paths": arr("/api"), "headers": map[string]any{"x-tenant": arr("gold")}, "strip_path": false}),
 			route(5, 2, map[string]any{"paths": arr(`~/users/\d+$`), "strip_path": false}),
+			// Hosts with a port match on the listener's local port.
+			route(6, 2, map[string]any{"paths": arr("/port"), "hosts": arr("port.example.com:" + port), "strip_path": false}),
+			route(7, 2, map[string]any{"paths": arr("/other-port"), "hosts": arr("port.example.com:1"), "strip_path": false}),
 		),
 	}, "h1")
 	if h, loaded := g.Current(); h != "h1" || !loaded {
@@ -156,6 +161,8 @@ func TestRouting(t *testing.T) {
 		{name: "header", method: "GET", path: "/api/x", header: map[string]string{"X-Tenant": "gold"}, wantCode: 200, wantBody: "C GET /api/x"},
 		{name: "regex path", method: "GET", path: "/users/42", wantCode: 200, wantBody: "B GET /users/42"},
 		{name: "regex does not match", method: "GET", path: "/users/abc", wantCode: 404},
+		{name: "host with the listener's port", method: "GET", path: "/port", host: "port.example.com", wantCode: 200, wantBody: "B GET /port"},
+		{name: "host with another port", method: "GET", path: "/other-port", host: "port.example.com", wantCode: 404},
 		{name: "no route", method: "GET", path: "/nowhere", wantCode: 404},
 	}
 	for _, tc := range tests {

@@ -342,7 +342,13 @@ func (c *serverConn) init(nc net.Conn, src io.Reader, dst io.Writer) {
 	c.wr = connWriter{nc: nc, dst: dst, timeout: c.opts.WriteTimeout}
 	c.br = bufio.NewReaderSize(&c.rd, 4<<10)
 	c.bw = bufio.NewWriterSize(&c.wr, 4<<10)
-	c.ctx, c.cancel = context.WithCancel(context.Background())
+	// As net/http does, requests carry the local address: routes whose hosts name a port match
+	// on it.
+	base := context.Background()
+	if nc != nil {
+		base = context.WithValue(base, http.LocalAddrContextKey, nc.LocalAddr())
+	}
+	c.ctx, c.cancel = context.WithCancel(base)
 	c.base = *(&http.Request{}).WithContext(c.ctx)
 	c.hdr = make(http.Header, 16)
 	c.vals = make([]string, 0, 32)
