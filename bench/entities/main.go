@@ -118,7 +118,7 @@ func (c *client) do(ctx context.Context, method, path string, body, out any) err
 	if err != nil {
 		return err
 	}
-	defer res.Body.Close()
+	defer func() { _ = res.Body.Close() }()
 	raw, _ := io.ReadAll(res.Body)
 	if res.StatusCode >= 300 {
 		return fmt.Errorf("%s %s: %d %s", method, path, res.StatusCode, raw)

@@ -20,6 +20,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/gantry-gw/gantry/internal/dp/h1client"
 	"github.com/gantry-gw/gantry/internal/dp/plugin"
 	"github.com/gantry-gw/gantry/internal/dp/plugins/keyauth"
 	"github.com/gantry-gw/gantry/internal/dp/plugins/ratelimiting"
@@ -45,7 +46,12 @@ func main() {
 		if err := pprof.StartCPUProfile(f); err != nil {
 			log.Fatal(err)
 		}
-		time.AfterFunc(*profileFor, func() { pprof.StopCPUProfile(); f.Close() })
+		time.AfterFunc(*profileFor, func() {
+			pprof.StopCPUProfile()
+			if err := f.Close(); err != nil {
+				log.Printf("cpu profile: %v", err)
+			}
+		})
 	}
 
 	host, port, err := net.SplitHostPort(*upstream)
@@ -68,7 +74,7 @@ func main() {
 		}
 		cfg = &proxy.Config{Resolver: routeResolver{svc: svc, chain: set.Route("r1")}}
 	}
-	tr, err := proxy.NewTransport(proxy.TransportOptions{MaxIdlePerHost: *idle})
+	tr, err := h1client.New(h1client.Options{MaxIdlePerHost: *idle})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -78,7 +84,8 @@ func main() {
 	}
 	switch *server {
 	case "serve":
-		ln, err := net.Listen("tcp", *listen)
+		var lc net.ListenConfig
+		ln, err := lc.Listen(context.Background(), "tcp", *listen)
 		if err != nil {
 			log.Fatal(err)
 		}

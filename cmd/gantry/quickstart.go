@@ -34,7 +34,7 @@ and pinned for it. Configure the default group through the API and the instance 
 The admin token is kept in <data-dir>/quickstart/admin-token (or taken from GANTRY_ADMIN_TOKEN), and
 the instance's certificate in <data-dir>/quickstart/, so a restart finds everything again.`,
 		Example: `  gantry quickstart
-  gantry quickstart --listen :9080 --proxy-listen :9000 --data-dir /tmp/gantry`,
+  gantry quickstart --listen :9080 --proxy-listen :9001 --data-dir /tmp/gantry`,
 		Args: cobra.NoArgs,
 	}
 	f := cmd.Flags()
@@ -85,7 +85,7 @@ func runQuickstart(ctx context.Context, o quickstartOptions) error {
 		cpDone <- server.Run(ctx, server.Options{
 			Listen: o.listen, DataDir: o.dataDir, Region: o.region, AdminToken: token,
 			ClusterListen: o.clusterListen, ClusterEndpoint: "https://" + hostPort("localhost", o.clusterListen),
-			ShutdownTimeout: o.shutdownTimeout, Logger: log, Out: io.Discard,
+			ShutdownTimeout: o.shutdownTimeout, Logger: log, Out: io.Discard, Version: version,
 			Ready: func(a net.Addr) { apiAddr <- a }, ClusterReady: func(a net.Addr) { clusterAddr <- a },
 		})
 	}()
@@ -101,18 +101,19 @@ func runQuickstart(ctx context.Context, o quickstartOptions) error {
 		}
 	}
 	apiURL := "http://" + loopback(api)
+	// stopCP stops the control plane and adds its own error, if any, to err.
+	stopCP := func(err error) error {
+		cancel()
+		return errors.Join(err, <-cpDone)
+	}
 	groupID, err := quickstartCertificate(ctx, apiURL, token, qsDir)
 	if err != nil {
-		cancel()
-		<-cpDone
-		return fmt.Errorf("provision the runtime instance: %w", err)
+		return stopCP(fmt.Errorf("provision the runtime instance: %w", err))
 	}
-	tlsCfg, err := runtimeTLS(loopback(cluster), filepath.Join(qsDir, "runtime.crt"), filepath.Join(qsDir, "runtime.key"),
+	tlsCfg, certs, err := runtimeTLS(loopback(cluster), filepath.Join(qsDir, "runtime.crt"), filepath.Join(qsDir, "runtime.key"),
 		filepath.Join(qsDir, "ca.crt"), "localhost")
 	if err != nil {
-		cancel()
-		<-cpDone
-		return err
+		return stopCP(err)
 	}
 	cacheDir := o.cacheDir
 	if cacheDir == "" {
@@ -123,21 +124,26 @@ func runQuickstart(ctx context.Context, o quickstartOptions) error {
 		hostname = "quickstart"
 	}
 
-	fmt.Fprintf(o.out, "\nGantry quickstart\n")
-	fmt.Fprintf(o.out, "  API:            %s   (default runtime group %s)\n", apiURL, groupID)
+	var banner strings.Builder
+	fmt.Fprintf(&banner, "\nGantry quickstart\n")
+	fmt.Fprintf(&banner, "  API:            %s   (default runtime group %s)\n", apiURL, groupID)
 	if newToken {
-		fmt.Fprintf(o.out, "  admin token:    %s   (saved in %s)\n", token, filepath.Join(qsDir, "admin-token"))
+		fmt.Fprintf(&banner, "  admin token:    %s   (saved in %s)\n", token, filepath.Join(qsDir, "admin-token"))
 	} else {
-		fmt.Fprintf(o.out, "  admin token:    in %s or GANTRY_ADMIN_TOKEN\n", filepath.Join(qsDir, "admin-token"))
+		fmt.Fprintf(&banner, "  admin token:    in %s or GANTRY_ADMIN_TOKEN\n", filepath.Join(qsDir, "admin-token"))
 	}
-	fmt.Fprintf(o.out, "  Kong Admin API: %s/v2/runtime-groups/%s/core-entities\n", apiURL, groupID)
-	fmt.Fprintf(o.out, "\nTry it:\n  export TOKEN=$(cat %s)\n", filepath.Join(qsDir, "admin-token"))
-	fmt.Fprintf(o.out, "  curl -s -H \"Authorization: Bearer $TOKEN\" %s/v2/runtime-groups/%s/core-entities/services -d name=echo -d url=http://httpbin.org\n", apiURL, groupID)
-	fmt.Fprintf(o.out, "  curl -s -H \"Authorization: Bearer $TOKEN\" %s/v2/runtime-groups/%s/core-entities/services/echo/routes -d 'paths[]=/echo'\n", apiURL, groupID)
-	fmt.Fprintf(o.out, "  curl -s http://%s/echo/get\n\n", hostPort("localhost", o.proxyListen))
+	fmt.Fprintf(&banner, "  Kong Admin API: %s/v2/runtime-groups/%s/core-entities\n", apiURL, groupID)
+	fmt.Fprintf(&banner, "\nTry it:\n  export TOKEN=$(cat %s)\n", filepath.Join(qsDir, "admin-token"))
+	// The example's upstream is the control plane's own API, so that it works without the
+	// internet and without a port the README's tour uses for its upstream.
+	fmt.Fprintf(&banner, "  curl -s -H \"Authorization: Bearer $TOKEN\" %s/v2/runtime-groups/%s/core-entities/services -d name=self -d url=%s\n", apiURL, groupID, apiURL)
+	fmt.Fprintf(&banner, "  curl -s -H \"Authorization: Bearer $TOKEN\" %s/v2/runtime-groups/%s/core-entities/services/self/routes -d 'paths[]=/self'\n", apiURL, groupID)
+	fmt.Fprintf(&banner, "  curl -s http://%s/self/healthz      # the runtime applies it within a second\n\n", hostPort("localhost", o.proxyListen))
+	// The banner only informs: an unwritable output is no reason not to serve.
+	_, _ = io.WriteString(o.out, banner.String())
 
 	rt := o.runtime
-	rt.controlPlane, rt.tls = loopback(cluster), tlsCfg
+	rt.controlPlane, rt.tls, rt.certs = loopback(cluster), tlsCfg, certs
 	rt.proxyListen, rt.proxyTLSListen, rt.statusListen, rt.cacheDir = o.proxyListen, o.proxyTLSListen, o.statusListen, cacheDir
 	rt.hostname, rt.labels = hostname, map[string]string{"quickstart": "true"}
 	rt.pingInterval, rt.shutdownTimeout, rt.out = agent.DefaultPingInterval, o.shutdownTimeout, o.out
@@ -238,7 +244,7 @@ func apiCall(ctx context.Context, method, url, token string, body, out any) erro
 	if err != nil {
 		return err
 	}
-	defer res.Body.Close()
+	defer func() { _ = res.Body.Close() }()
 	raw, _ := io.ReadAll(io.LimitReader(res.Body, 1<<20))
 	if res.StatusCode >= 300 {
 		return fmt.Errorf("%s %s: %d %s", method, url, res.StatusCode, strings.TrimSpace(string(raw)))

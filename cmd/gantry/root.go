@@ -26,6 +26,8 @@ func newRootCmd() *cobra.Command {
 		Short: "Gantry: a self-hosted control plane and runtime for fleets of API gateways",
 		Long: `Gantry manages runtime groups of API gateway instances. Each group holds its own
 Kong-compatible gateway configuration, which Gantry pushes to every runtime instance of the group.
+The client verbs (groups, nodes, certificates, tokens, revisions, config, backup, restore) talk to a
+control plane's HTTP API: --server/GANTRY_SERVER and --token/GANTRY_TOKEN, or 'gantry login'.
 
 Every flag can also be set with an environment variable named GANTRY_ followed by the flag name in
 upper case with dashes as underscores (--data-dir → GANTRY_DATA_DIR), or in the YAML file given by
@@ -37,14 +39,27 @@ upper case with dashes as underscores (--data-dir → GANTRY_DATA_DIR), or in th
 	root.PersistentFlags().String("log-level", "info", "log level: debug, info, warn or error")
 	root.PersistentFlags().String("log-format", "text", "log format: text or json")
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
-		return &usageError{fmt.Errorf("%w\nRun '%s --help' for usage.", err, c.CommandPath())}
+		return &usageError{fmt.Errorf("%w\nRun '%s --help' for usage.", err, c.CommandPath())} //nolint:revive,staticcheck // a second line for the terminal, printed as is
 	})
-	root.AddCommand(newServeCmd(), newRuntimeCmd(), newQuickstartCmd(), newVersionCmd())
+	root.AddCommand(newServeCmd(), newRuntimeCmd(), newQuickstartCmd(), newVersionCmd(), newHealthcheckCmd())
+	root.AddCommand(newCLICmds()...)
 	return root
 }
 
 // bindConfig fills every flag the user did not set on the command line from its GANTRY_*
 // environment variable, then from the --config file.
+// noEnvAnnotation marks a flag that bindConfig leaves alone: one whose GANTRY_* variable would
+// collide with another command's flag of the same name (backup's --output file and the output
+// format elsewhere) and that only makes sense per run.
+const noEnvAnnotation = "gantry_no_env"
+
+// perRun marks the named flags of cmd as noEnvAnnotation.
+func perRun(cmd *cobra.Command, names ...string) {
+	for _, n := range names {
+		_ = cmd.Flags().SetAnnotation(n, noEnvAnnotation, []string{"true"}) // the flag is defined by the caller
+	}
+}
+
 func bindConfig(cmd *cobra.Command) error {
 	fileValues := map[string]any{}
 	path, _ := cmd.Flags().GetString("config")
@@ -52,7 +67,7 @@ func bindConfig(cmd *cobra.Command) error {
 		path = os.Getenv("GANTRY_CONFIG")
 	}
 	if path != "" {
-		b, err := os.ReadFile(path)
+		b, err := os.ReadFile(path) //nolint:gosec // the operator names this file (--config, GANTRY_CONFIG)
 		if err != nil {
 			return &usageError{fmt.Errorf("read config file: %w", err)}
 		}
@@ -66,6 +81,9 @@ func bindConfig(cmd *cobra.Command) error {
 		known[f.Name] = true
 		if f.Changed || bindErr != nil {
 			return
+		}
+		if _, ok := f.Annotations[noEnvAnnotation]; ok {
+			return // a per-run value (a file to write or read), never taken from GANTRY_* or the file
 		}
 		env := "GANTRY_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
 		if v, ok := os.LookupEnv(env); ok {
@@ -188,8 +206,8 @@ func newVersionCmd() *cobra.Command {
 			if c == "" {
 				c = "unknown"
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "gantry %s\ncommit: %s\ngo: %s\n", version, c, goVersion)
-			return nil
+			_, err := fmt.Fprintf(cmd.OutOrStdout(), "gantry %s\ncommit: %s\ngo: %s\n", version, c, goVersion)
+			return err
 		},
 	}
 }

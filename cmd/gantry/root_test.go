@@ -11,7 +11,9 @@ import (
 func TestBindConfigPrecedence(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "gantry.yaml")
-	os.WriteFile(file, []byte("listen: \":7000\"\nregion: eu\ndata-dir: /from/file\n"), 0o600)
+	if err := os.WriteFile(file, []byte("listen: \":7000\"\nregion: eu\ndata-dir: /from/file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	cases := []struct {
 		name       string
 		env        map[string]string
@@ -53,7 +55,9 @@ func TestBindConfigErrors(t *testing.T) {
 	dir := t.TempDir()
 	write := func(name, body string) string {
 		p := filepath.Join(dir, name)
-		os.WriteFile(p, []byte(body), 0o600)
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
 		return p
 	}
 	cases := []struct {
@@ -71,12 +75,48 @@ func TestBindConfigErrors(t *testing.T) {
 				t.Setenv(k, v)
 			}
 			serve, _, _ := newRootCmd().Find([]string{"serve"})
-			serve.ParseFlags([]string{"--config", c.file})
+			if err := serve.ParseFlags([]string{"--config", c.file}); err != nil {
+				t.Fatal(err)
+			}
 			err := bindConfig(serve)
 			var ue *usageError
 			if err == nil || !errors.As(err, &ue) || !strings.Contains(err.Error(), c.want) {
 				t.Fatalf("err = %v, want a usage error containing %q", err, c.want)
 			}
 		})
+	}
+}
+
+// TestPerRunFlagsIgnoreEnvironment checks that GANTRY_OUTPUT, which sets the output format of the
+// CLI's listing verbs, does not name the file `gantry backup` writes, while it still sets the
+// format elsewhere.
+func TestPerRunFlagsIgnoreEnvironment(t *testing.T) {
+	t.Setenv("GANTRY_OUTPUT", "json")
+	root := newRootCmd()
+	backup, _, err := root.Find([]string{"backup"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := backup.ParseFlags(nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := bindConfig(backup); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := backup.Flags().GetString("output"); v != "" {
+		t.Errorf("backup --output = %q from GANTRY_OUTPUT, want it unset", v)
+	}
+	list, _, err := newRootCmd().Find([]string{"groups", "list"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := list.ParseFlags(nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := bindConfig(list); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := list.Flags().GetString("output"); v != "json" {
+		t.Errorf("groups list --output = %q, want json from GANTRY_OUTPUT", v)
 	}
 }

@@ -1,8 +1,13 @@
 package main
 
 import (
+	"errors"
 	"os"
+	"time"
 
+	"github.com/gantry-gw/gantry/internal/cp/analytics"
+	"github.com/gantry-gw/gantry/internal/cp/cluster"
+	"github.com/gantry-gw/gantry/internal/cp/entitystore"
 	"github.com/gantry-gw/gantry/internal/cp/server"
 	"github.com/spf13/cobra"
 )
@@ -23,6 +28,7 @@ prints a one-time admin token (or uses GANTRY_ADMIN_TOKEN). Stop it with Ctrl-C 
 requests finish, then the database is closed.`,
 		Example: `  gantry serve
   gantry serve --listen :9080 --data-dir /var/lib/gantry
+  gantry serve --tls-cert /etc/gantry/api.crt --tls-key /etc/gantry/api.key   # HTTPS; kill -HUP reloads
   GANTRY_ADMIN_TOKEN=gpat_mysecret gantry serve --database-url postgres://gantry@db:5432/gantry`,
 		Args: cobra.NoArgs,
 	}
@@ -33,6 +39,17 @@ requests finish, then the database is closed.`,
 	f.String("cluster-endpoint", "https://localhost:8005", "URL runtime instances use to reach this control plane, shown in each runtime group's config")
 	f.String("cluster-ca-cert", "", "PEM file of a CA to use for the cluster instead of the one generated on first start (needs --cluster-ca-key)")
 	f.String("cluster-ca-key", "", "PEM file of the private key of --cluster-ca-cert")
+	f.Duration("enrolled-cert-validity", cluster.DefaultEnrolledCertValidity, "how long certificates issued to enrolled runtime instances are valid (at least 1m); instances renew theirs before they expire")
+	f.String("tls-cert", "", "PEM certificate (and chain) to serve the HTTP API over TLS (needs --tls-key); reloaded on SIGHUP and when the file changes")
+	f.String("tls-key", "", "PEM private key of --tls-cert")
+	f.String("cluster-tls-cert", "", "PEM certificate for the cluster listener instead of one issued from the cluster CA (needs --cluster-tls-key; runtimes must trust its issuer); reloaded like --tls-cert")
+	f.String("cluster-tls-key", "", "PEM private key of --cluster-tls-cert")
+	f.Duration("analytics-minute-retention", analytics.DefaultMinuteRetention, "how long per-minute analytics are kept (at least 2h)")
+	f.Duration("analytics-hour-retention", analytics.DefaultHourRetention, "how long hourly analytics rollups are kept (at least the minute retention plus 24h)")
+	f.Duration("analytics-day-retention", analytics.DefaultDayRetention, "how long daily analytics rollups are kept (at least 24h)")
+	f.Duration("analytics-rollup-interval", analytics.DefaultRollupInterval, "how often analytics are rolled up (minute to hour to day) and retention applied")
+	f.Int("revision-retention-count", entitystore.DefaultRetention.Count, "each runtime group keeps at least its last N revisions in history (with --revision-retention-age 0 and 0 here, every revision is kept)")
+	f.Duration("revision-retention-age", entitystore.DefaultRetention.Age, "each runtime group keeps every revision younger than this in history")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		log, err := setup(cmd)
 		if err != nil {
@@ -40,11 +57,24 @@ requests finish, then the database is closed.`,
 		}
 		get := func(name string) string { return flagString(cmd, name) }
 		timeout, _ := f.GetDuration("shutdown-timeout")
+		dur := func(name string) time.Duration { d, _ := f.GetDuration(name); return d }
+		keep, _ := f.GetInt("revision-retention-count")
+		if keep < 0 || dur("revision-retention-age") < 0 {
+			return errors.New("--revision-retention-count and --revision-retention-age must not be negative")
+		}
+		if dur("enrolled-cert-validity") < time.Minute {
+			return &usageError{errors.New("--enrolled-cert-validity must be at least 1m")}
+		}
 		return server.Run(cmd.Context(), server.Options{
 			Listen: get("listen"), DataDir: get("data-dir"), DatabaseURL: get("database-url"), Region: get("region"),
 			OrgName: get("org-name"), AdminToken: os.Getenv("GANTRY_ADMIN_TOKEN"), ClusterEndpoint: get("cluster-endpoint"),
 			ClusterListen: get("cluster-listen"), ClusterCACertFile: get("cluster-ca-cert"), ClusterCAKeyFile: get("cluster-ca-key"),
-			ShutdownTimeout: timeout, Logger: log, Out: cmd.OutOrStdout(),
+			EnrolledCertValidity: dur("enrolled-cert-validity"),
+			TLSCertFile:          get("tls-cert"), TLSKeyFile: get("tls-key"), ClusterTLSCertFile: get("cluster-tls-cert"), ClusterTLSKeyFile: get("cluster-tls-key"),
+			ShutdownTimeout: timeout, Logger: log, Out: cmd.OutOrStdout(), Version: version,
+			AnalyticsMinuteRetention: dur("analytics-minute-retention"), AnalyticsHourRetention: dur("analytics-hour-retention"),
+			AnalyticsDayRetention: dur("analytics-day-retention"), AnalyticsRollupInterval: dur("analytics-rollup-interval"),
+			RevisionRetention: &entitystore.Retention{Count: keep, Age: dur("revision-retention-age")},
 		})
 	}
 	return cmd

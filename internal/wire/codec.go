@@ -78,10 +78,11 @@ type cpEnvelope struct {
 	Revision        int64    `json:"revision"`
 	ProtocolVersion int      `json:"protocol_version"`
 	Capabilities    []string `json:"capabilities"`
+	Seq             int64    `json:"seq"`
 }
 
 // DecodeCPFrame gunzips and decodes a CP->DP data frame and returns one of
-// *Reconfigure, *Revision or *Hello. limit bounds the inflated size
+// *Reconfigure, *Revision, *Hello or *TelemetryAck. limit bounds the inflated size
 // (<= 0 means DefaultMaxInflated). Numbers in configurations decode as
 // json.Number. An unknown type is an error wrapping ErrWrongType; Kong's
 // DP ignores such frames, so callers may choose to do the same.
@@ -127,6 +128,11 @@ func DecodeCPFrame(frame []byte, limit int64) (any, error) {
 			return nil, fmt.Errorf("hello without a protocol_version: %w", ErrMissingField)
 		}
 		return &Hello{Type: env.Type, ProtocolVersion: env.ProtocolVersion, Capabilities: env.Capabilities}, nil
+	case TypeTelemetryAck:
+		if env.Seq <= 0 {
+			return nil, fmt.Errorf("telemetry_ack needs a positive seq: %w", ErrMissingField)
+		}
+		return &TelemetryAck{Type: env.Type, Seq: env.Seq}, nil
 	default:
 		return nil, fmt.Errorf("CP frame type %q: %w", env.Type, ErrWrongType)
 	}
@@ -144,6 +150,7 @@ type dpEnvelope struct {
 	Schema     string          `json:"schema"`
 	SentAt     float64         `json:"sent_at"`
 	Payload    json.RawMessage `json:"payload"`
+	Seq        int64           `json:"seq"`
 }
 
 // DecodeDPFrame decodes a DP->CP binary data frame and returns one of
@@ -188,7 +195,10 @@ func DecodeDPFrame(frame []byte, limit int64) (any, error) {
 		if env.Schema == "" {
 			return nil, fmt.Errorf("telemetry without schema: %w", ErrMissingField)
 		}
-		return &Telemetry{Type: env.Type, Schema: env.Schema, SentAt: env.SentAt, Payload: env.Payload}, nil
+		if env.Seq < 0 {
+			return nil, fmt.Errorf("telemetry with a negative seq: %w", ErrMissingField)
+		}
+		return &Telemetry{Type: env.Type, Schema: env.Schema, Seq: env.Seq, SentAt: env.SentAt, Payload: env.Payload}, nil
 	default:
 		return nil, fmt.Errorf("DP frame type %q: %w", env.Type, ErrWrongType)
 	}
@@ -216,8 +226,8 @@ func EncodeDPFrame(m any) ([]byte, error) {
 	return json.Marshal(m)
 }
 
-// EncodeCPFrame renders a CP->DP message (*Reconfigure, *Revision or
-// *Hello) as gzip'd JSON for one binary frame, setting its Type.
+// EncodeCPFrame renders a CP->DP message (*Reconfigure, *Revision, *Hello
+// or *TelemetryAck) as gzip'd JSON for one binary frame, setting its Type.
 func EncodeCPFrame(m any) ([]byte, error) {
 	switch v := m.(type) {
 	case *Reconfigure:
@@ -226,6 +236,8 @@ func EncodeCPFrame(m any) ([]byte, error) {
 		v.Type = TypeRevision
 	case *Hello:
 		v.Type = TypeHello
+	case *TelemetryAck:
+		v.Type = TypeTelemetryAck
 	default:
 		return nil, fmt.Errorf("%T is not a CP->DP message: %w", m, ErrWrongType)
 	}

@@ -29,6 +29,19 @@ const (
 	// IssuePluginVersion: a configured plugin's version on the node is
 	// newer in minor, or differs in major, from the control plane's.
 	IssuePluginVersion = "C103"
+	// IssueFieldRemoved (warning): a field set to something other than its
+	// default is unknown to the node's version and was left out of the
+	// configuration it receives.
+	IssueFieldRemoved = "C104"
+	// IssueValueReplaced (warning): a value unknown to the node's version was
+	// replaced by one it knows.
+	IssueValueReplaced = "C105"
+	// IssueEntityTypeRemoved (warning): entities of a type unknown to the
+	// node's version were left out of the configuration it receives.
+	IssueEntityTypeRemoved = "C106"
+	// IssueVersionNewer (warning): the node runs a newer minor version than
+	// the control plane's; it gets the control plane's configuration format.
+	IssueVersionNewer = "C107"
 )
 
 // Issue severities.
@@ -110,10 +123,19 @@ func atoiDigits(s string) (int, error) {
 
 // CheckVersionCompatibility decides at connect time whether a data plane
 // of dpVersion may be served by a control plane that speaks cpVersion
-// (the Kong version whose protocol and formats the CP produces). Like
-// Kong, it refuses an unparsable version, a different major, and a newer
-// DP minor; older minors and any patch or suffix are accepted. The error
-// is an *IncompatibleError with status kong_version_incompatible.
+// (the Kong version whose protocol and formats the CP produces). It refuses
+// an unparsable version and a different major; every minor, patch and
+// suffix of the same major is accepted. The error is an *IncompatibleError
+// with status kong_version_incompatible.
+//
+// Kong's own control plane also refuses a data plane of a newer minor than
+// its own. Konnect does not: its control plane serves every supported Kong
+// Gateway version of a major, older minors with a downgraded configuration.
+// Gantry follows Konnect, because Kong minors only add to the declarative
+// format within a major (a newer data plane loads what an older control
+// plane produces) and users upgrade data planes independently of Gantry. A
+// newer minor is therefore accepted; [NewerVersionIssue] describes it as a
+// warning for the node catalogue.
 func CheckVersionCompatibility(cpVersion, dpVersion string) error {
 	cpMajor, cpMinor, ok := ParseMajorMinor(cpVersion)
 	if !ok {
@@ -122,8 +144,9 @@ func CheckVersionCompatibility(cpVersion, dpVersion string) error {
 			"Configure the control plane with a valid Kong version.")
 	}
 	accepted := fmt.Sprintf("%d.x.y are accepted", cpMajor)
-	resolution := fmt.Sprintf("Run a data plane of version %d.0.0 up to %d.%d.x.", cpMajor, cpMajor, cpMinor)
-	dpMajor, dpMinor, ok := ParseMajorMinor(dpVersion)
+	resolution := fmt.Sprintf("Run a data plane of Kong Gateway %d.x (%d.%d.x is the newest version the control plane produces configuration for).",
+		cpMajor, cpMajor, cpMinor)
+	dpMajor, _, ok := ParseMajorMinor(dpVersion)
 	switch {
 	case !ok:
 		return versionIssue(cpVersion, dpVersion,
@@ -131,11 +154,27 @@ func CheckVersionCompatibility(cpVersion, dpVersion string) error {
 	case dpMajor != cpMajor:
 		return versionIssue(cpVersion, dpVersion,
 			"data plane version "+dpVersion+" is incompatible with control plane version "+cpVersion+" ("+accepted+")", resolution)
-	case dpMinor > cpMinor:
-		return versionIssue(cpVersion, dpVersion,
-			"data plane version "+dpVersion+" is incompatible with older control plane version "+cpVersion, resolution)
 	}
 	return nil
+}
+
+// NewerVersionIssue returns the warning for a data plane whose minor version
+// is newer than the control plane's (same major), or nil when it is not.
+func NewerVersionIssue(cpVersion, dpVersion string) *CompatibilityIssue {
+	cpMajor, cpMinor, ok1 := ParseMajorMinor(cpVersion)
+	dpMajor, dpMinor, ok2 := ParseMajorMinor(dpVersion)
+	if !ok1 || !ok2 || cpMajor != dpMajor || dpMinor <= cpMinor {
+		return nil
+	}
+	return &CompatibilityIssue{
+		Code:     IssueVersionNewer,
+		Severity: SeverityWarning,
+		Description: fmt.Sprintf("The data plane runs Kong Gateway %s, newer than the version the control plane produces configuration for (%s): "+
+			"it receives the %d.%d configuration, and settings added after %d.%d cannot be configured for it.",
+			dpVersion, cpVersion, cpMajor, cpMinor, cpMajor, cpMinor),
+		Resolution:        fmt.Sprintf("Upgrade the control plane to one that supports Kong Gateway %d.%d, or run data planes up to %d.%d.x.", dpMajor, dpMinor, cpMajor, cpMinor),
+		AffectedResources: []AffectedResource{},
+	}
 }
 
 func versionIssue(cpVersion, dpVersion, msg, resolution string) *IncompatibleError {

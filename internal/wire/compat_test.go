@@ -2,6 +2,7 @@ package wire
 
 import (
 	"errors"
+	"strings"
 	"testing"
 )
 
@@ -33,6 +34,32 @@ func TestParseMajorMinor(t *testing.T) {
 	}
 }
 
+func TestNewerVersionIssue(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		cp, dp string
+		warn   bool
+	}{
+		{"3.12.0", "3.13.0", true},
+		{"3.12.0", "3.16.0.1", true},
+		{"3.12.0", "3.12.7", false},
+		{"3.12.0", "3.4.2", false},
+		{"3.12.0", "4.0.0", false},
+		{"3.12.0", "latest", false},
+	}
+	for _, tt := range tests {
+		is := NewerVersionIssue(tt.cp, tt.dp)
+		if (is != nil) != tt.warn {
+			t.Errorf("NewerVersionIssue(%s, %s) = %+v, want warning %v", tt.cp, tt.dp, is, tt.warn)
+			continue
+		}
+		if is != nil && (is.Code != IssueVersionNewer || is.Severity != SeverityWarning || is.AffectedResources == nil ||
+			!strings.Contains(is.Description, tt.dp)) {
+			t.Errorf("issue %+v", is)
+		}
+	}
+}
+
 func TestCheckVersionCompatibility(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -44,8 +71,8 @@ func TestCheckVersionCompatibility(t *testing.T) {
 		{name: "older minor", cp: "3.10.0", dp: "3.0.0"},
 		{name: "newer patch", cp: "3.10.0", dp: "3.10.7"},
 		{name: "enterprise suffix", cp: "3.10.0", dp: "3.4.3.12-enterprise-edition"},
-		{name: "newer minor", cp: "3.9.0", dp: "3.10.0",
-			wantMsg: "data plane version 3.10.0 is incompatible with older control plane version 3.9.0"},
+		// Accepted as Konnect does (Kong's own CP refuses it); NewerVersionIssue warns.
+		{name: "newer minor", cp: "3.12.0", dp: "3.13.0"},
 		{name: "older major", cp: "3.10.0", dp: "2.8.4",
 			wantMsg: "data plane version 2.8.4 is incompatible with control plane version 3.10.0 (3.x.y are accepted)"},
 		{name: "newer major", cp: "3.10.0", dp: "4.0.0",

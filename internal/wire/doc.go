@@ -23,6 +23,16 @@
 // data plane treats a fragmented message, a non-gzip payload or non-JSON
 // content as fatal and reconnects 5-10 s later.
 //
+// # Kong data-plane versions
+//
+// The CP produces the configuration of one Kong version (schema.KongVersion)
+// and serves every Kong data plane of the same major ([CheckVersionCompatibility]):
+// an older one is sent that configuration downgraded for its version by
+// package kongcompat (what it lacks removed, with a compatibility warning on
+// the node when that changes behaviour) and is expected to report the hash of
+// what it was sent; a newer one gets the CP's configuration and a warning
+// ([NewerVersionIssue]).
+//
 // # Gantry extension
 //
 // A Gantry runtime adds a "gantry" object to basic_info ([GantryHello]).
@@ -36,11 +46,14 @@
 //	CP -> DP   revision   binary  gzip'd JSON  [Revision] (replaces reconfigure)
 //	DP -> CP   ack        binary  plain JSON   [Ack]
 //	DP -> CP   nack       binary  plain JSON   [Nack]
-//	DP -> CP   telemetry  binary  gzip'd JSON  [Telemetry] (reserved)
+//	DP -> CP   telemetry  binary  gzip'd JSON  [Telemetry]
+//	CP -> DP   telemetry_ack binary gzip'd JSON [TelemetryAck]
 //
 // The rule is simple on purpose: every CP->DP data frame is gzip'd JSON
 // (as Kong's reconfigure is), every DP->CP data frame is plain JSON except
-// telemetry, whose per-minute batches are large and compress well.
+// telemetry, whose per-minute batches are large and compress well. The
+// payload of analytics telemetry is described in package
+// internal/wire/telemetry.
 // [DecodeDPFrame] tells the two apart by the gzip magic bytes, which can
 // never start a JSON text. Pings and pongs are the same as in Kong's
 // protocol.
@@ -59,7 +72,11 @@ package wire
 //	   reconfigure, and the runtime answers each revision with ack or nack
 //	   (per-entity errors). The telemetry frame type is reserved, its
 //	   payload opaque.
-const ProtocolVersion = 1
+//	2  capability "analytics": the runtime sends telemetry frames of schema
+//	   "gantry.analytics.v1" numbered by a per-node seq, and the CP answers
+//	   each batch it stored (or recognised as a duplicate, or discarded for
+//	   good) with telemetry_ack.
+const ProtocolVersion = 2
 
 // Capabilities a Gantry runtime may announce in [GantryHello.Capabilities].
 // The CP enables a feature only when both sides list it.
@@ -69,6 +86,10 @@ const (
 	CapRevisions = "revisions"
 	// CapTelemetry: the runtime sends telemetry frames.
 	CapTelemetry = "telemetry"
+	// CapAnalytics: the runtime sends analytics batches (telemetry frames
+	// of schema "gantry.analytics.v1" with Seq > 0) and keeps each one
+	// buffered until the CP acknowledges it with a telemetry_ack.
+	CapAnalytics = "analytics"
 	// CapDeltas is reserved for incremental (delta) configuration updates;
 	// no frame carries deltas yet.
 	CapDeltas = "deltas"

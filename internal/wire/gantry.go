@@ -124,19 +124,34 @@ type EntityError struct {
 	Message string `json:"message"`
 }
 
-// Telemetry is reserved for runtimes that negotiated CapTelemetry. Its
-// payload is opaque to this package and described by Schema (for example
-// "gantry.metrics.v1": per-minute aggregates keyed by service, route and
-// consumer, never payloads, headers or client addresses). Sent as one
-// binary frame of gzip'd JSON.
+// Telemetry is a batch of telemetry from a runtime that negotiated
+// CapTelemetry or CapAnalytics. Its payload is opaque to this package and
+// described by Schema; "gantry.analytics.v1" (package
+// internal/wire/telemetry) is per-minute aggregates keyed by service,
+// route, consumer and status code, never payloads, headers, paths or
+// client addresses. Sent as one binary frame of gzip'd JSON.
 type Telemetry struct {
 	// Type is always TypeTelemetry.
 	Type string `json:"type"`
 	// Schema names the payload format and version; required.
 	Schema string `json:"schema"`
+	// Seq numbers the batch for acknowledgement and deduplication: > 0 for
+	// analytics batches, unique per node id (the runtime persists its
+	// counter with its buffered batches); 0 for batches nobody acks.
+	Seq int64 `json:"seq,omitempty"`
 	// SentAt is when the runtime sent the batch, float seconds since the
 	// Unix epoch.
 	SentAt float64 `json:"sent_at"`
 	// Payload is the batch, uninterpreted.
 	Payload json.RawMessage `json:"payload"`
+}
+
+// TelemetryAck tells a runtime that the telemetry batch Seq is stored (or
+// was a duplicate of a stored one) and may be forgotten. Sent as one binary
+// frame of gzip'd JSON, as every CP->DP data frame.
+type TelemetryAck struct {
+	// Type is always TypeTelemetryAck.
+	Type string `json:"type"`
+	// Seq is the acknowledged batch's Telemetry.Seq; > 0.
+	Seq int64 `json:"seq"`
 }

@@ -18,6 +18,8 @@ const (
 	TypeAck         = "ack"
 	TypeNack        = "nack"
 	TypeTelemetry   = "telemetry"
+	// TypeTelemetryAck is the CP's answer to a stored analytics batch.
+	TypeTelemetryAck = "telemetry_ack"
 )
 
 // DefaultMaxPayload is Kong's default cluster_max_payload, 16 MiB: the
@@ -52,6 +54,12 @@ type GantryHello struct {
 	// Capabilities lists the optional features the sender supports (see
 	// CapRevisions and friends); unknown names are ignored.
 	Capabilities []string `json:"capabilities"`
+	// ConfigHash and Revision are what a runtime serves when it connects
+	// (omitted when it serves nothing): a control plane, or another one
+	// after a failover, then sends nothing until the group changes.
+	// Control planes never send them.
+	ConfigHash string `json:"config_hash,omitempty"`
+	Revision   int64  `json:"revision,omitempty"`
 }
 
 // BasicInfo is the first frame a data plane sends after the upgrade: one

@@ -220,6 +220,7 @@ func TestDPFrames(t *testing.T) {
 		{"nack", &Nack{Revision: 8, ConfigHash: strings.Repeat("b", 32), Message: "kept revision 7",
 			Errors: []EntityError{{EntityType: "routes", EntityID: "r1", EntityName: "web", Field: "paths.1", Message: "invalid regex"}}}, false},
 		{"telemetry", &Telemetry{Schema: "gantry.metrics.v1", SentAt: 1719800060, Payload: json.RawMessage(`{"minute":28663334}`)}, true},
+		{"analytics telemetry", &Telemetry{Schema: "gantry.analytics.v1", Seq: 12, SentAt: 1719800060, Payload: json.RawMessage(`{"minutes":[]}`)}, true},
 		{"error", &ErrorFrame{Error: ErrorReport{Name: ErrorNameConfigParse, Source: "kong.clustering.data_plane",
 			Message: "bad config", ConfigHash: strings.Repeat("c", 32),
 			FlattenedErrors: []FlattenedError{{EntityType: "route", EntityID: "r1", Errors: []FieldError{{Field: "paths", Message: "bad", Type: "field"}}}},
@@ -278,6 +279,7 @@ func TestDecodeDPFrameFailures(t *testing.T) {
 		{"nack without revision", []byte(`{"type":"nack"}`), ErrMissingField},
 		{"error without body", []byte(`{"type":"error"}`), ErrMissingField},
 		{"telemetry without schema", mustGzip(t, `{"type":"telemetry","payload":{}}`), ErrMissingField},
+		{"telemetry with a negative seq", mustGzip(t, `{"type":"telemetry","schema":"gantry.analytics.v1","seq":-1,"payload":{}}`), ErrMissingField},
 		{"basic_info without plugins", []byte(`{"type":"basic_info"}`), ErrMissingField},
 	}
 	for _, tt := range tests {
@@ -296,7 +298,7 @@ func TestCPFrames(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, msg := range []any{rev, &Hello{ProtocolVersion: 1, Capabilities: []string{CapRevisions}}} {
+	for _, msg := range []any{rev, &Hello{ProtocolVersion: 1, Capabilities: []string{CapRevisions}}, &TelemetryAck{Seq: 7}} {
 		frame, err := EncodeCPFrame(msg)
 		if err != nil {
 			t.Fatal(err)
@@ -320,6 +322,9 @@ func TestCPFrames(t *testing.T) {
 	}
 	if _, err := EncodeDPFrame(rev); !errors.Is(err, ErrWrongType) {
 		t.Errorf("EncodeDPFrame(revision) = %v", err)
+	}
+	if _, err := DecodeCPFrame(mustGzip(t, `{"type":"telemetry_ack"}`), 0); !errors.Is(err, ErrMissingField) {
+		t.Errorf("telemetry_ack without seq: %v", err)
 	}
 	bad := mustGzip(t, `{"type":"revision","config_table":{},"config_hash":"x"}`)
 	if _, err := DecodeCPFrame(bad, 0); !errors.Is(err, ErrMissingField) {

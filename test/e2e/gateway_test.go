@@ -466,7 +466,9 @@ func TestGatewayUpstreamHealth(t *testing.T) {
 		}
 		res, body = e.send(t, mustRequest(t, "GET", e.proxyURL("/gone"), nil))
 		var msg kongError
-		json.Unmarshal([]byte(body), &msg)
+		if err := json.Unmarshal([]byte(body), &msg); err != nil {
+			t.Fatalf("%d %q is not a Kong error body: %v", res.StatusCode, body, err)
+		}
 		if res.StatusCode != 503 || msg.Message != "failure to get a peer from the ring-balancer" || msg.RequestID == "" {
 			t.Fatalf("no healthy target: %d %s, want 503 failure to get a peer from the ring-balancer", res.StatusCode, body)
 		}
@@ -868,7 +870,7 @@ func TestGatewayTraffic(t *testing.T) {
 			// A deterministic body of n bytes, streamed without a length.
 			w.Header().Set("X-Sum", fmt.Sprintf("%x", sha256.Sum256(pattern(n))))
 			w.(http.Flusher).Flush()
-			w.Write(pattern(n))
+			_, _ = w.Write(pattern(n))
 			return
 		}
 		h := sha256.New()
@@ -877,7 +879,7 @@ func TestGatewayTraffic(t *testing.T) {
 			http.Error(w, err.Error(), 400)
 			return
 		}
-		fmt.Fprintf(w, "%d %x", n, h.Sum(nil))
+		_, _ = fmt.Fprintf(w, "%d %x", n, h.Sum(nil))
 	}))
 	defer body.Close()
 	ws := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -986,7 +988,9 @@ func TestGatewayTraffic(t *testing.T) {
 		start := time.Now()
 		res, body := e.send(t, mustRequest(t, "GET", e.proxyURL("/slow"), nil))
 		var msg kongError
-		json.Unmarshal([]byte(body), &msg)
+		if err := json.Unmarshal([]byte(body), &msg); err != nil {
+			t.Fatalf("%d %q is not a Kong error body: %v", res.StatusCode, body, err)
+		}
 		if res.StatusCode != 504 || msg.Message != "The upstream server is timing out" || msg.RequestID == "" {
 			t.Fatalf("got %d %s, want 504 The upstream server is timing out", res.StatusCode, body)
 		}
@@ -1067,7 +1071,7 @@ func TestGatewayHTTP1Semantics(t *testing.T) {
 		case "/head":
 			w.Header().Set("Content-Length", "1234")
 			if r.Method != "HEAD" {
-				w.Write(make([]byte, 1234))
+				_, _ = w.Write(make([]byte, 1234))
 			}
 		case "/204":
 			w.WriteHeader(204)
@@ -1075,7 +1079,7 @@ func TestGatewayHTTP1Semantics(t *testing.T) {
 			w.WriteHeader(304)
 		default:
 			b, _ := io.ReadAll(r.Body)
-			fmt.Fprintf(w, "%s %s %d", r.Method, r.URL.Path, len(b))
+			_, _ = fmt.Fprintf(w, "%s %s %d", r.Method, r.URL.Path, len(b))
 		}
 	}))
 	defer up.Close()

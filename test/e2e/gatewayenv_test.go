@@ -121,7 +121,7 @@ func echoHandler(name string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
 		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(seen{Upstream: name, Method: r.Method, Path: r.URL.Path, RawQuery: r.URL.RawQuery,
+		_ = json.NewEncoder(w).Encode(seen{Upstream: name, Method: r.Method, Path: r.URL.Path, RawQuery: r.URL.RawQuery,
 			Host: r.Host, Proto: r.Proto, Header: r.Header, Body: string(body)})
 	})
 }

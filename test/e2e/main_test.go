@@ -38,20 +38,38 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
-	os.RemoveAll(dir)
+	_ = os.RemoveAll(dir)
 	os.Exit(code)
 }
 
 // freeAddr returns a loopback address with a port that was free a moment ago.
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	// The kernel may hand one free port out twice in a row once it is
+	// closed again; a port given to this test binary before is skipped, so
+	// two listeners of one test never race for the same port.
+	freeAddrMu.Lock()
+	defer freeAddrMu.Unlock()
+	for range 100 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := l.Addr().String()
+		_ = l.Close()
+		if !freeAddrGiven[addr] {
+			freeAddrGiven[addr] = true
+			return addr
+		}
 	}
-	defer l.Close()
-	return l.Addr().String()
+	t.Fatal("no port that was not handed out before")
+	return ""
 }
+
+var (
+	freeAddrMu    sync.Mutex // guards freeAddrGiven
+	freeAddrGiven = map[string]bool{}
+)
 
 // proc is a running gantry process whose output is captured.
 type proc struct {
@@ -91,7 +109,7 @@ func start(t *testing.T, env []string, args ...string) *proc {
 		select {
 		case <-p.done:
 		default:
-			p.cmd.Process.Kill()
+			_ = p.cmd.Process.Kill() // it may have exited meanwhile
 			<-p.done
 		}
 		if t.Failed() {
@@ -128,7 +146,7 @@ func (p *proc) waitOutput(re *regexp.Regexp, timeout time.Duration) string {
 // stop sends SIGTERM and waits for a clean exit.
 func (p *proc) stop() {
 	p.t.Helper()
-	p.cmd.Process.Signal(syscall.SIGTERM)
+	_ = p.cmd.Process.Signal(syscall.SIGTERM) // one that already exited is reported by p.err below
 	select {
 	case <-p.done:
 	case <-time.After(20 * time.Second):
@@ -175,6 +193,6 @@ func call(t *testing.T, ctx context.Context, method, url, token string, body any
 	}
 	defer res.Body.Close()
 	var out map[string]any
-	json.NewDecoder(res.Body).Decode(&out)
+	_ = json.NewDecoder(res.Body).Decode(&out) // an empty or non-JSON answer leaves out nil
 	return res.StatusCode, out
 }

@@ -83,7 +83,9 @@ func TestPlugins(t *testing.T) {
 			t.Run(tt.name, func(t *testing.T) {
 				res, body := get(t, "/auth/x", tt.header)
 				var msg kongError
-				json.Unmarshal([]byte(body), &msg)
+				if err := json.Unmarshal([]byte(body), &msg); err != nil {
+					t.Fatalf("%d %q is not a Kong error body: %v", res.StatusCode, body, err)
+				}
 				if res.StatusCode != tt.wantStatus || msg.Message != tt.wantMessage || msg.RequestID == "" {
 					t.Fatalf("got %d %s, want %d %q with a request_id", res.StatusCode, body, tt.wantStatus, tt.wantMessage)
 				}
@@ -169,7 +171,9 @@ func TestPlugins(t *testing.T) {
 		}
 		res, body := get(t, "/rl/x", http.Header{"X-Client": {client}})
 		var msg kongError
-		json.Unmarshal([]byte(body), &msg)
+		if err := json.Unmarshal([]byte(body), &msg); err != nil {
+			t.Fatalf("%d %q is not a Kong error body: %v", res.StatusCode, body, err)
+		}
 		if res.StatusCode != 429 || msg.Message != "API rate limit exceeded" {
 			t.Fatalf("4th request: %d %s, want 429 API rate limit exceeded", res.StatusCode, body)
 		}
@@ -394,7 +398,9 @@ func TestPlugins(t *testing.T) {
 		t.Run("redis down, not fault tolerant", func(t *testing.T) {
 			res, body := get(t, "/rl-intolerant/x", nil)
 			var msg kongError
-			json.Unmarshal([]byte(body), &msg)
+			if err := json.Unmarshal([]byte(body), &msg); err != nil {
+				t.Fatalf("%d %q is not a Kong error body: %v", res.StatusCode, body, err)
+			}
 			if res.StatusCode != 500 || msg.Message != "An unexpected error occurred" {
 				t.Fatalf("%d %s, want 500 An unexpected error occurred", res.StatusCode, body)
 			}

@@ -21,7 +21,7 @@ var quickstartGroupRE = regexp.MustCompile(`default runtime group ([0-9a-f-]{36}
 func TestQuickstart(t *testing.T) {
 	ctx := context.Background()
 	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.WriteString(w, "upstream saw "+r.URL.Path)
+		_, _ = io.WriteString(w, "upstream saw "+r.URL.Path)
 	}))
 	defer upstream.Close()
 	dataDir := t.TempDir()

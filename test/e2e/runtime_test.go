@@ -23,6 +23,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gantry-gw/gantry/internal/cp/store/storetest"
 )
 
 // controlPlane is a running gantry serve with its cluster listener.
@@ -36,18 +38,39 @@ type controlPlane struct {
 // the one given.
 func startControlPlane(t *testing.T, dataDir, base, cluster, token string) *controlPlane {
 	t.Helper()
-	p := start(t, nil, "serve", "--listen", strings.TrimPrefix(base, "http://"), "--data-dir", dataDir,
-		"--cluster-listen", cluster, "--cluster-endpoint", "https://"+cluster)
+	return startControlPlaneWith(t, []string{"--data-dir", dataDir}, base, cluster, token)
+}
+
+// startControlPlaneOn runs gantry serve on a fresh database of dialect ("sqlite": a new data
+// directory; "postgres": a new database on the test server).
+func startControlPlaneOn(t *testing.T, dialect, base, cluster string) *controlPlane {
+	t.Helper()
+	if dialect == "postgres" {
+		return startControlPlaneWith(t, []string{"--database-url", storetest.NewPostgresDatabase(t)}, base, cluster, "")
+	}
+	return startControlPlane(t, t.TempDir(), base, cluster, "")
+}
+
+// startControlPlaneWith runs gantry serve with the database flags db.
+func startControlPlaneWith(t *testing.T, db []string, base, cluster, token string) *controlPlane {
+	t.Helper()
+	args := append([]string{"serve", "--listen", strings.TrimPrefix(base, "http://")}, db...)
+	args = append(args, "--cluster-listen", cluster, "--cluster-endpoint", "https://"+cluster)
+	p := start(t, nil, args...)
 	if token == "" {
 		token = p.waitOutput(adminTokenRE, 30*time.Second)
 	}
 	waitReady(t, base+"/readyz")
+	dataDir := ""
+	if len(db) == 2 && db[0] == "--data-dir" {
+		dataDir = db[1]
+	}
 	return &controlPlane{proc: p, base: base, cluster: cluster, token: token, dataDir: dataDir}
 }
 
 // kill stops the control plane the hard way, as a crash would.
 func (cp *controlPlane) kill() {
-	cp.cmd.Process.Signal(syscall.SIGKILL)
+	_ = cp.cmd.Process.Signal(syscall.SIGKILL) // one that already exited is just as stopped
 	<-cp.done
 }
 
@@ -143,7 +166,7 @@ func (rt *runtime) getStatus(t *testing.T) map[string]any {
 	}
 	defer res.Body.Close()
 	var m map[string]any
-	json.NewDecoder(res.Body).Decode(&m)
+	_ = json.NewDecoder(res.Body).Decode(&m) // a non-JSON answer leaves m nil, which callers check
 	return m
 }
 
@@ -188,7 +211,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // again, and outlive the group's deletion.
 func TestRuntimeFleet(t *testing.T) {
 	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintf(w, "upstream saw %s", r.URL.Path)
+		_, _ = fmt.Fprintf(w, "upstream saw %s", r.URL.Path)
 	}))
 	defer upstream.Close()
 
@@ -274,7 +297,9 @@ func TestRuntimeFleet(t *testing.T) {
 		t.Fatal(err)
 	}
 	b[len(b)/2] ^= 0xFF
-	os.WriteFile(cacheFile, b, 0o600)
+	if err := os.WriteFile(cacheFile, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	fleet[1] = fleet[1].restart(t)
 	fleet[1].waitOutput(regexp.MustCompile(`cached configuration refused.*checksum mismatch`), 10*time.Second)
 	if code, _ := fleet[1].ready(t); code != 503 {
@@ -338,8 +363,12 @@ func selfSigned(t *testing.T, ca string) certFiles {
 	}
 	dir := t.TempDir()
 	f := certFiles{filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key"), ca}
-	os.WriteFile(f.cert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
-	os.WriteFile(f.key, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600)
+	if err := os.WriteFile(f.cert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(f.key, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	return f
 }
 
@@ -353,7 +382,9 @@ func TestRuntimeConfiguration(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "runtime.yaml")
 	yaml := fmt.Sprintf("control-plane: 127.0.0.1:1\ncert: %s\nkey: %s\nca: %s\nproxy-listen: %s\nproxy-tls-listen: \"off\"\nstatus-listen: %s\ncache-dir: %s\nlabel: [zone=a, tier=edge]\n",
 		certs.cert, certs.key, certs.ca, freeAddr(t), status, cache)
-	os.WriteFile(file, []byte(yaml), 0o600)
+	if err := os.WriteFile(file, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
 
 	rt := start(t, []string{"GANTRY_HOSTNAME=from-env"}, "runtime", "--config", file)
 	rt.waitOutput(regexp.MustCompile(`status: +http://`), 20*time.Second)

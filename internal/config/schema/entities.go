@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -351,21 +352,29 @@ func hasProtocol(v any, p string) bool {
 	return false
 }
 
+// routeProtocolSets are the routes schema's mutually_exclusive_subsets of protocols.
+var routeProtocolSets = [][]string{{"http", "https"}, {"tcp", "tls", "udp"}, {"tls_passthrough"}, {"grpc", "grpcs"}}
+
+// checkRouteProtocols is Kong's mutually_exclusive_subsets: the message lists the sets the value
+// draws from, in the order the value first names them.
 func checkRouteProtocols(v any) string {
-	groups := [][]string{{"http", "https"}, {"tcp", "tls", "udp"}, {"tls_passthrough"}, {"grpc", "grpcs"}}
-	seen := 0
-	for _, g := range groups {
-		for _, p := range g {
-			if hasProtocol(v, p) {
-				seen++
-				break
+	list, _ := v.([]any)
+	var used []int
+	for _, p := range list {
+		for i, g := range routeProtocolSets {
+			if slices.Contains(g, fmt.Sprint(p)) && !slices.Contains(used, i) {
+				used = append(used, i)
 			}
 		}
 	}
-	if seen > 1 {
-		return "these sets are mutually exclusive: ('http', 'https'), ('tcp', 'tls', 'udp'), ('tls_passthrough'), ('grpc', 'grpcs')"
+	if len(used) <= 1 {
+		return ""
 	}
-	return ""
+	parts := make([]string, len(used))
+	for i, g := range used {
+		parts[i] = "('" + strings.Join(routeProtocolSets[g], "', '") + "')"
+	}
+	return "these sets are mutually exclusive: " + strings.Join(parts, ", ")
 }
 
 func checkRouteHeaders(v any) string {
@@ -513,7 +522,7 @@ func registerUpstreams() {
 		Name: "upstreams", AdminPath: "upstreams", EndpointKey: "name",
 		Fields: []*Field{
 			idField(), createdAt(), updatedAt(),
-			{Name: "name", Type: TypeString, Required: true, Unique: true, Check: checkHost},
+			{Name: "name", Type: TypeString, Required: true, Unique: true, Check: checkUpstreamName},
 			{Name: "algorithm", Type: TypeString, Default: "round-robin", OneOf: anys("consistent-hashing", "least-connections", "round-robin", "latency")},
 			{Name: "hash_on", Type: TypeString, Default: "none", OneOf: hashOn},
 			{Name: "hash_fallback", Type: TypeString, Default: "none", OneOf: hashOn},
@@ -539,6 +548,9 @@ func registerUpstreams() {
 			ifEq("hash_fallback", anys("cookie"), "hash_on_cookie", req),
 			ifEq("hash_on", anys("none"), "hash_fallback", &Match{OneOf: anys("none")}),
 			ifEq("hash_on", anys("cookie"), "hash_fallback", &Match{OneOf: anys("none")}),
+			// hash_fallback must differ from hash_on (headers, query args and captures may repeat).
+			ifEq("hash_on", anys("consumer"), "hash_fallback", &Match{OneOf: anys("none", "ip", "header", "cookie", "path", "query_arg", "uri_capture")}),
+			ifEq("hash_on", anys("ip"), "hash_fallback", &Match{OneOf: anys("none", "consumer", "header", "cookie", "path", "query_arg", "uri_capture")}),
 			ifEq("hash_on", anys("query_arg"), "hash_on_query_arg", req),
 			ifEq("hash_fallback", anys("query_arg"), "hash_fallback_query_arg", req),
 			ifEq("hash_on", anys("uri_capture"), "hash_on_uri_capture", req),
@@ -572,7 +584,9 @@ func registerUpstreams() {
 		Unique:       [][]string{{"upstream", "target"}},
 		msTimestamps: true,
 		shorthand: func(_ Op, in map[string]any, _ map[string]any) {
-			if s, ok := in["target"].(string); ok {
+			// The default port is added to valid targets only: an invalid one is reported as
+			// the client wrote it (Kong's format_target).
+			if s, ok := in["target"].(string); ok && checkTarget(s) == "" {
 				in["target"] = NormalizeTarget(s)
 			}
 		},
@@ -593,31 +607,44 @@ func NormalizeTarget(s string) string {
 }
 
 var (
-	vaultPrefixRe    = regexp.MustCompile(`^[a-z][a-z0-9-]-[a-z0-9]+$`)
+	// vaultPrefixRe is Kong's Lua pattern ^[a-z][a-z%d-]-[a-z%d]+$ (kong/db/schema/entities/
+	// vaults.lua), where the '-' after the class is Lua's lazy repetition, not a literal hyphen:
+	// a lowercase letter, then lowercase letters, digits and hyphens, ending with a letter or a
+	// digit, two characters at least ("my-env-vault").
+	vaultPrefixRe    = regexp.MustCompile(`^[a-z][a-z0-9-]*[a-z0-9]$`)
 	envVaultPrefixRe = regexp.MustCompile(`^[A-Za-z_-][A-Za-z0-9_-]*$`)
 )
+
+// checkVaultPrefix checks a vault prefix in Kong's order: not_one_of (the vault type names)
+// comes before match among Kong's field validators (kong/db/schema/init.lua), so "env" is
+// refused as a type name rather than as a bad pattern.
+func checkVaultPrefix(v any) string {
+	s, _ := v.(string)
+	if slices.Contains(VaultTypes, s) {
+		return "must not be one of: " + strings.Join(VaultTypes, ", ")
+	}
+	if !vaultPrefixRe.MatchString(s) {
+		return "invalid value: " + s
+	}
+	return ""
+}
 
 // VaultTypes are the vault implementations this build ships.
 var VaultTypes = []string{"env"}
 
 func registerVaults() {
 	envConfig := record("config",
+		// Kong 3.9's env vault has only prefix (kong/vaults/env/schema.lua); base64_decode came
+		// with 3.11, after the version this server reports (KongVersion), and decK, which does not
+		// fill vault defaults, would see its default as drift on every diff.
 		&Field{Name: "prefix", Type: TypeString, Match: envVaultPrefixRe},
-		&Field{Name: "base64_decode", Type: TypeBoolean, Default: false},
 	)
 	envConfig.Required = false
 	register(&Entity{
 		Name: "vaults", AdminPath: "vaults", EndpointKey: "prefix",
 		Fields: []*Field{
 			idField(),
-			{Name: "prefix", Type: TypeString, Required: true, Unique: true, Match: vaultPrefixRe, Check: func(v any) string {
-				for _, t := range VaultTypes {
-					if v == t {
-						return "must not be one of: " + strings.Join(VaultTypes, ", ")
-					}
-				}
-				return ""
-			}},
+			{Name: "prefix", Type: TypeString, Required: true, Unique: true, Check: checkVaultPrefix},
 			{Name: "name", Type: TypeString, Required: true, Check: func(v any) string {
 				for _, t := range VaultTypes {
 					if v == t {
@@ -760,20 +787,11 @@ func registerCredentials() {
 		&Field{Name: "rsa_public_key", Type: TypeString},
 		&Field{Name: "algorithm", Type: TypeString, Default: "HS256", OneOf: anys(jwtAlgorithms...)})
 	jw.auto = autoStrings("key", "secret")
+	// Kong's jwt_secrets: an asymmetric algorithm requires rsa_public_key, and the key must parse
+	// (then_match custom_validator, "invalid key" on the field).
 	for _, alg := range jwtAlgorithms[3:] {
-		jw.Checks = append(jw.Checks, ifEq("algorithm", anys(alg), "rsa_public_key", &Match{Required: true}))
+		jw.Checks = append(jw.Checks, ifEq("algorithm", anys(alg), "rsa_public_key", &Match{Required: true, Validator: checkPublicKey}))
 	}
-	jw.Checks = append(jw.Checks, Check{Kind: "custom_entity_check", Fields: []string{"algorithm", "rsa_public_key"}, Fn: func(d map[string]any) string {
-		alg, _ := d["algorithm"].(string)
-		key, ok := d["rsa_public_key"].(string)
-		if !ok || strings.HasPrefix(alg, "HS") {
-			return ""
-		}
-		if _, msg := parsePublicKey(key); msg != "" {
-			return "'rsa_public_key' format is invalid"
-		}
-		return ""
-	}})
 	register(jw)
 
 	hm := credential("hmacauth_credentials", "hmac-auths", "hmac-auth", "username",

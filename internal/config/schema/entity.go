@@ -2,7 +2,7 @@ package schema
 
 import (
 	"crypto/rand"
-	"crypto/sha1"
+	"crypto/sha1" //nolint:gosec // Kong's basic-auth password hash, see HashBasicAuthPassword
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
@@ -14,8 +14,17 @@ import (
 )
 
 // KongVersion is the Kong Gateway version the Admin API claims (GET /
-// "version"); bundled plugins report it as their version too.
-const KongVersion = "3.9.1"
+// "version") and the control plane announces to data planes: the newest
+// version whose configuration format Gantry produces. Bundled plugins report
+// it as their version too.
+//
+// It is the open-source x.y.z form of Kong Gateway 3.12.0.1, the newest 3.12
+// release found in Kong's public changelogs (3.12.0.1, 2025-11-18; Kong
+// Enterprise appends a fourth number to the open-source patch). Every entity
+// and plugin field Gantry's schema has is known to Kong 3.10 and later, so
+// 3.10, 3.11 and 3.12 data planes accept the configuration unchanged; older
+// ones get it downgraded by internal/wire/kongcompat.
+const KongVersion = "3.12.0"
 
 // Op is the kind of write Process prepares a document for.
 type Op int
@@ -76,6 +85,9 @@ type Match struct {
 	// Gt is an exclusive lower bound; 0 means unset unless GtSet.
 	Gt    float64
 	GtSet bool
+	// Validator is Kong's custom_validator in a match: it runs on a non-null value and returns
+	// the field's error message, or "".
+	Validator func(v any) string
 }
 
 func (m *Match) matches(v any) string {
@@ -117,6 +129,9 @@ func (m *Match) matches(v any) string {
 		if !ok || n <= m.Gt {
 			return "value must be greater than " + fmtNum(m.Gt)
 		}
+	}
+	if m.Validator != nil && v != nil {
+		return m.Validator(v)
 	}
 	return ""
 }
@@ -222,6 +237,20 @@ func (e *Entity) Field(name string) *Field {
 	return nil
 }
 
+// CheckKey validates value as the field named field (a unique field or the endpoint key) the
+// way Kong's DAO checks a key before select_by_/update_by_/upsert_by_/delete_by_: nil when it is
+// valid, Kong's code 10 otherwise. Fields that are not strings are not checked here.
+func (e *Entity) CheckKey(field, value string) *Error {
+	f := e.Field(field)
+	if f == nil || f.Type != TypeString {
+		return nil
+	}
+	if _, msg := f.validate(value); msg != nil {
+		return InvalidUnique(field, leafText(msg))
+	}
+	return nil
+}
+
 // nowFunc is replaced by tests that need fixed timestamps.
 var nowFunc = time.Now
 
@@ -255,6 +284,12 @@ func (e *Entity) Process(op Op, input, existing map[string]any) (map[string]any,
 	}
 	for _, t := range e.Transient {
 		takeTransient(t)
+	}
+	if e.Name == "certificates" {
+		// The certificates DAO refuses a repeated name before anything else is checked.
+		if dup := repeatedString(transient["snis"]); dup != "" {
+			return nil, nil, SchemaViolation(map[string]any{"snis": dup + " is duplicated"})
+		}
 	}
 	if e.TTL {
 		takeTransient("ttl")
@@ -311,6 +346,36 @@ func (e *Entity) Process(op Op, input, existing map[string]any) (map[string]any,
 	return doc, transient, nil
 }
 
+// TTLExpiry returns when (Unix seconds) a ttl-enabled entity, such as a key-auth credential,
+// expires, from its stored "ttl" and created_at. The ttl takes two forms: the absolute expiry
+// Kong's control plane exports (its postgres export selects EXTRACT(EPOCH FROM ttl)), which is what
+// Gantry's control plane stores and sends, and seconds counted from created_at, as a declarative
+// file may give it. A ttl no smaller than created_at is absolute; a smaller one is relative (a
+// ttl is at most 100000000 s, far below any creation time after 1973).
+func TTLExpiry(ttl, createdAt int64) int64 {
+	if ttl >= createdAt {
+		return ttl
+	}
+	return createdAt + ttl
+}
+
+// repeatedString returns the first string that occurs twice in a list value, or "".
+func repeatedString(v any) string {
+	list, _ := v.([]any)
+	seen := make(map[string]bool, len(list))
+	for _, x := range list {
+		s, ok := x.(string)
+		if !ok {
+			continue
+		}
+		if seen[s] {
+			return s
+		}
+		seen[s] = true
+	}
+	return ""
+}
+
 // Validate checks a complete document without generating or filling
 // anything beyond defaults (POST /schemas/{entity}/validate).
 func (e *Entity) Validate(input map[string]any) *Error {
@@ -329,8 +394,8 @@ func (e *Entity) fillAuto(op Op, doc, existing map[string]any) {
 			continue
 		}
 		v, present := doc[f.Name]
-		switch {
-		case f.Name == "id":
+		switch f.Name {
+		case "id":
 			if !present || v == nil {
 				if op == OpUpdate && existing != nil {
 					doc["id"] = existing["id"]
@@ -338,7 +403,7 @@ func (e *Entity) fillAuto(op Op, doc, existing map[string]any) {
 					doc["id"] = uuid.NewString()
 				}
 			}
-		case f.Name == "created_at":
+		case "created_at":
 			if !present || v == nil {
 				if op == OpUpdate && existing != nil && existing["created_at"] != nil {
 					doc["created_at"] = existing["created_at"]
@@ -346,7 +411,7 @@ func (e *Entity) fillAuto(op Op, doc, existing map[string]any) {
 					doc["created_at"] = ts
 				}
 			}
-		case f.Name == "updated_at":
+		case "updated_at":
 			doc["updated_at"] = ts
 		}
 	}
@@ -384,7 +449,7 @@ func autoStrings(names ...string) func(op Op, doc, input, existing map[string]an
 // HashBasicAuthPassword returns the stored form of a basic-auth password:
 // the hex SHA-1 of password followed by the consumer id, as Kong stores it.
 func HashBasicAuthPassword(password, consumerID string) string {
-	sum := sha1.Sum([]byte(password + consumerID))
+	sum := sha1.Sum([]byte(password + consumerID)) //nolint:gosec // Kong's stored format for basic-auth credentials
 	return hex.EncodeToString(sum[:])
 }
 

@@ -23,6 +23,7 @@ const (
 	CodeInvalidOffset         = 7
 	CodeDatabaseError         = 8
 	CodeInvalidSize           = 9
+	CodeInvalidUnique         = 10
 	CodeInvalidOptions        = 11
 	CodeOperationUnsupported  = 12
 	CodeForeignKeysUnresolved = 13
@@ -38,6 +39,7 @@ var codeNames = map[int]string{
 	CodeInvalidOffset:         "invalid offset",
 	CodeDatabaseError:         "database error",
 	CodeInvalidSize:           "invalid size",
+	CodeInvalidUnique:         "invalid unique %s",
 	CodeInvalidOptions:        "invalid options",
 	CodeOperationUnsupported:  "operation unsupported",
 	CodeForeignKeysUnresolved: "foreign keys unresolved",
@@ -69,7 +71,7 @@ func (e *Error) Error() string {
 func (e *Error) Status() int {
 	switch e.Code {
 	case CodeInvalidPrimaryKey, CodeSchemaViolation, CodePrimaryKeyViolation,
-		CodeForeignKeyViolation, CodeInvalidOffset, CodeInvalidSize,
+		CodeForeignKeyViolation, CodeInvalidOffset, CodeInvalidSize, CodeInvalidUnique,
 		CodeInvalidOptions, CodeForeignKeysUnresolved:
 		return http.StatusBadRequest
 	case CodeUniqueViolation:
@@ -159,6 +161,14 @@ func UniqueViolation(key map[string]any) *Error {
 	return newError(CodeUniqueViolation, "UNIQUE violation detected on '"+PrettyKey(key)+"'", key)
 }
 
+// InvalidUnique is code 10 (HTTP 400): a URL key addressing an entity by its unique field
+// (an endpoint key such as a vault prefix, or a tag) fails that field's validation, so Kong's DAO
+// refuses it before looking anything up (select_by_<field> in kong/db/dao/init.lua). Its name
+// carries the field: "invalid unique prefix".
+func InvalidUnique(field, msg string) *Error {
+	return &Error{Code: CodeInvalidUnique, Name: fmt.Sprintf(codeNames[CodeInvalidUnique], field), Message: msg}
+}
+
 // PrimaryKeyViolation is code 3: an entity with this primary key exists.
 func PrimaryKeyViolation(key map[string]any) *Error {
 	return newError(CodePrimaryKeyViolation, "primary key violation on key '"+PrettyKey(key)+"'", key)
@@ -229,7 +239,7 @@ func InvalidOptions(options map[string]any) *Error {
 		}
 		buf = append(buf, fmt.Sprintf("%s: %v", k, options[k]))
 	}
-	msg := ""
+	var msg string
 	if len(buf) == 1 {
 		msg = "invalid option (" + buf[0] + ")"
 	} else {

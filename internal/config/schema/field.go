@@ -52,6 +52,10 @@ type Field struct {
 	Auto bool
 	// Unique fields are unique per runtime group (enforced by the store).
 	Unique bool
+	// KeyOmitsNull leaves the field out of a UNIQUE violation's key while it is null: a scope
+	// only Kong Enterprise has (a plugin's consumer_group), so that community-edition answers
+	// list exactly Kong's fields.
+	KeyOmitsNull bool
 	// UUID strings must be canonical UUIDs ("expected a valid UUID").
 	UUID bool
 	// Timestamp marks created_at/updated_at style fields (seconds).
@@ -275,16 +279,18 @@ func (f *Field) validate(v any) (any, any) {
 	return nv, nil
 }
 
+// validateForeign checks a foreign key value as Kong's validate_primary_key(value, true) does
+// (kong/db/schema/init.lua): only the primary key counts and every other key is ignored, so a
+// reference that carries the parent's endpoint key beside its id ({"id": …, "name": "svc"}, as
+// decK sends) is valid and stored as {"id": …}. An absent id is "missing primary key", a null one
+// "required field missing" (id is an auto field).
 func validateForeign(m map[string]any) (any, any) {
 	errs := map[string]any{}
-	for k := range m {
-		if k != "id" {
-			errs[k] = "unknown field"
-		}
-	}
 	id, ok := m["id"]
 	switch {
-	case !ok || id == nil:
+	case !ok:
+		errs["id"] = "missing primary key"
+	case id == nil:
 		errs["id"] = "required field missing"
 	default:
 		s, isStr := id.(string)
@@ -441,6 +447,15 @@ func (f *Field) validateMap(m map[string]any) (any, any) {
 	}
 	return out, nil
 }
+
+// DefaultValue returns the value Process stores for the field when a
+// document leaves it out: a fresh copy of Default; for a record without one,
+// the record of its sub-fields' defaults (nil where a sub-field has none),
+// unless NullDefault; otherwise nil. Integers are int64 and numbers float64,
+// as everywhere in this package. Callers that read documents outside
+// Process (the runtime's config compiler) take their defaults from here, so
+// that the schema stays the only place a default is written.
+func (f *Field) DefaultValue() any { return f.defaultValue() }
 
 // defaultValue returns a fresh copy of the value an absent field takes.
 func (f *Field) defaultValue() any {

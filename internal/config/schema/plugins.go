@@ -3,6 +3,7 @@ package schema
 import (
 	"fmt"
 	"sort"
+	"strings"
 )
 
 // Plugin describes one bundled plugin: its identity as GET / reports it and
@@ -109,13 +110,22 @@ func pluginBaseFields(p *Plugin) []*Field {
 		scope("route", "routes", noRoute),
 		scope("service", "services", noService),
 		scope("consumer", "consumers", noConsumer),
-		scope("consumer_group", "consumer_groups", noConsumer),
+		consumerGroupScope(noConsumer),
 		config,
 		protocols,
 		boolean("enabled", true),
 		tagsField(),
 		ordering,
 	}
+}
+
+// consumerGroupScope is Kong Enterprise's plugin scope by consumer group. Kong's community edition
+// has no such field, so its UNIQUE violations name it only when it is set.
+func consumerGroupScope(forbidden bool) *Field {
+	f := foreign("consumer_group", "consumer_groups", false, "cascade")
+	f.EqNull = forbidden
+	f.KeyOmitsNull = true
+	return f
 }
 
 var pluginUnique = [][]string{{"name", "route", "service", "consumer", "consumer_group"}}
@@ -145,10 +155,16 @@ func registerPluginsEntity() {
 	sort.Slice(pluginList, func(i, j int) bool { return pluginList[i].Name < pluginList[j].Name })
 }
 
-// UnknownPluginMessage is Kong's message for a plugin name that is not
-// available.
+// UnknownPluginMessage is the message for a plugin name that is not
+// available. It starts as Kong's does ("plugin 'x' not enabled"); where Kong
+// goes on to name its 'plugins' setting, which Gantry does not have, it lists
+// the plugins Gantry bundles.
 func UnknownPluginMessage(name string) string {
-	return fmt.Sprintf("plugin '%s' not enabled; add it to the 'plugins' configuration property", name)
+	names := make([]string, 0, len(pluginList))
+	for _, p := range pluginList {
+		names = append(names, p.Name)
+	}
+	return fmt.Sprintf("plugin '%s' not enabled; the bundled plugins are: %s", name, strings.Join(names, ", "))
 }
 
 // processPlugin dispatches a plugins write to the named plugin's schema.

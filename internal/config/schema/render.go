@@ -1,7 +1,5 @@
 package schema
 
-import "strings"
-
 // kongField renders a field's attributes as Kong's /schemas output does.
 func kongField(f *Field) map[string]any {
 	m := map[string]any{"type": f.Type}
@@ -251,7 +249,7 @@ func jsonField(f *Field) map[string]any {
 			m["pattern"] = uuidPattern
 			m["description"] = "must be a valid UUID"
 		} else if f.StartsWith != "" {
-			m["pattern"] = "^" + strings.ReplaceAll(f.StartsWith, "/", "/") + ".*"
+			m["pattern"] = "^" + f.StartsWith + ".*"
 		}
 	}
 	if f.Timestamp {

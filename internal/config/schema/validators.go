@@ -18,9 +18,11 @@ import (
 // messages are Kong's.
 
 var (
-	nameRe   = regexp.MustCompile(`^[\pL\pN.\-_~]+$`)
-	hostRe   = regexp.MustCompile(`^[A-Za-z0-9_]([A-Za-z0-9_\-]*[A-Za-z0-9_])?(\.[A-Za-z0-9_]([A-Za-z0-9_\-]*[A-Za-z0-9_])?)*\.?$`)
-	pathRe   = regexp.MustCompile(`^/[A-Za-z0-9.\-_~/%]*$`)
+	nameRe = regexp.MustCompile(`^[\pL\pN.\-_~]+$`)
+	hostRe = regexp.MustCompile(`^[A-Za-z0-9_]([A-Za-z0-9_\-]*[A-Za-z0-9_])?(\.[A-Za-z0-9_]([A-Za-z0-9_\-]*[A-Za-z0-9_])?)*\.?$`)
+	// pathRe is validate_path's character class: unreserved, '/', '%', ':', '@' and RFC 3986's
+	// sub-delims.
+	pathRe   = regexp.MustCompile(`^/[A-Za-z0-9.\-_~/%:@!$&'()*+,;=]*$`)
 	pctRe    = regexp.MustCompile(`%[0-9A-Fa-f]{2}`)
 	methodRe = regexp.MustCompile(`^[A-Z]+$`)
 	headerRe = regexp.MustCompile("^[A-Za-z0-9!#$%&'*+\\-.^_`|~]+$")
@@ -36,20 +38,33 @@ func checkName(v any) string {
 	return ""
 }
 
-// checkTag is typedefs.tag: printable ASCII except ',' and '/', or UTF-8.
+// checkTag is Kong 3.x's typedefs.tag (kong/db/schema/typedefs.lua validate_tag): valid UTF-8
+// first (its message gives the 1-based byte position of the first bad sequence), then printable
+// ASCII including the space, except ',' and '/', or non-ASCII characters.
 func checkTag(v any) string {
 	s := v.(string)
-	ok := utf8.ValidString(s)
-	for _, r := range s {
-		if r < 0x80 && (r < 0x21 || r > 0x7e || r == ',' || r == '/') {
-			ok = false
-		}
+	if s == "" {
+		// Kong gives every string field len_min = 1 unless it sets one (validate_field in
+		// kong/db/schema/init.lua), checked before custom validators.
+		return "length must be at least 1"
 	}
-	if !ok {
-		return fmt.Sprintf("invalid tag '%s': expected printable ascii (except `,` and `/`) or valid utf-8 sequences", s)
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size <= 1 {
+			return fmt.Sprintf("invalid utf-8 character sequence detected at position %d", i+1)
+		}
+		i += size
+	}
+	for _, r := range s {
+		if r < 0x80 && (r < 0x20 || r > 0x7e || r == ',' || r == '/') {
+			return fmt.Sprintf("invalid tag '%s': expected printable ascii (except `,` and `/`) or valid utf-8 sequences", s)
+		}
 	}
 	return ""
 }
+
+// CheckTag validates one tag as Kong's typedefs.tag does: "" when valid, else Kong's message.
+func CheckTag(tag string) string { return checkTag(tag) }
 
 // splitHostPort splits "host[:port]" (IPv6 in brackets) and reports a bad
 // port as -2, none as -1.
@@ -111,6 +126,27 @@ func checkHostWithOptionalPort(v any) string {
 		return "invalid value: " + s
 	}
 	return ""
+}
+
+// checkUpstreamName is upstreams.lua's validate_name: a hostname, neither an IP address nor with
+// a port. The messages quote the name as Kong 3.x does.
+func checkUpstreamName(v any) string {
+	s := v.(string)
+	h, port := splitHostPort(s)
+	switch {
+	case !validHostname(h) || port == -2:
+		return "Invalid name ('" + s + "'); must be a valid hostname"
+	case isIP(h):
+		return "Invalid name ('" + s + "'); no ip addresses allowed"
+	case port != -1:
+		return "Invalid name ('" + s + "'); no port allowed"
+	}
+	return ""
+}
+
+func isIP(h string) bool {
+	_, err := netip.ParseAddr(h)
+	return err == nil
 }
 
 // checkTarget is targets.target: a host or IP with an optional port.
@@ -184,6 +220,11 @@ func checkPathChars(s string) string {
 	if !pathRe.MatchString(s) {
 		return "invalid path: '" + s + "' (characters outside of the reserved list of RFC 3986 found)"
 	}
+	return checkPercent(s)
+}
+
+// checkPercent is validate_path's percent-encoding rule (its "percent" error).
+func checkPercent(s string) string {
 	raw := pctRe.ReplaceAllString(s, "___")
 	if i := strings.Index(raw, "%"); i >= 0 {
 		end := min(i+3, len(raw))
@@ -229,8 +270,12 @@ func checkRouterPath(v any) string {
 		}
 		return ""
 	}
-	if m := checkPathChars(s); m != "" {
-		return m
+	// A prefix path is matched literally: characters outside RFC 3986's list are fine (Kong only
+	// keeps validate_path's "percent" error for router paths), the path must be normalized.
+	if pathRe.MatchString(s) {
+		if m := checkPercent(s); m != "" {
+			return m
+		}
 	}
 	if n := normalizePath(s); n != s {
 		return fmt.Sprintf("non-normalized path, consider use '%s' instead", n)
@@ -368,6 +413,15 @@ func parsePrivateKey(s string) (any, string) {
 func checkKey(v any) string {
 	if _, msg := parsePrivateKey(v.(string)); msg != "" {
 		return "invalid key: " + msg
+	}
+	return ""
+}
+
+// checkPublicKey is the jwt plugin's validate_ssl_key: a PEM public key.
+func checkPublicKey(v any) string {
+	s, _ := v.(string)
+	if _, msg := parsePublicKey(s); msg != "" {
+		return "invalid key"
 	}
 	return ""
 }

@@ -16,8 +16,8 @@ import (
 )
 
 // readBody decodes a request body the ways Kong's Admin API accepts it: JSON, URL-encoded forms
-// and multipart forms (form keys use Kong's syntax: "a.b", "a[1]", "a[]"). An empty body is an
-// empty object. Form values are strings; coerceForm later converts them by the schema.
+// and multipart forms (form keys use Kong's syntax: "a.b", "a[1]", "a[]"). An empty body without a
+// Content-Type is an empty object; with a JSON Content-Type it is Kong's "Cannot parse JSON body". Form values are strings; coerceForm later converts them by the schema.
 // The second result reports whether the body was a form (and so needs coercion).
 func (h *Handler) readBody(r *http.Request) (map[string]any, bool, error) {
 	if len(r.Header.Values("Content-Type")) > 1 {
@@ -45,9 +45,8 @@ func (h *Handler) readBody(r *http.Request) (map[string]any, bool, error) {
 		if err != nil {
 			return nil, false, err
 		}
-		if len(bytes.TrimSpace(raw)) == 0 {
-			return map[string]any{}, false, nil
-		}
+		// A JSON Content-Type promises a JSON body: an empty one does not parse
+		// (kong/api/api_helpers.lua parse_params).
 		m, err := decodeJSONObject(raw)
 		return m, false, err
 	case mt == "application/x-www-form-urlencoded":
@@ -83,7 +82,7 @@ func (h *Handler) readBody(r *http.Request) (map[string]any, bool, error) {
 					return nil, false, badRequest("Cannot parse multipart body")
 				}
 				b, err := io.ReadAll(f)
-				f.Close()
+				_ = f.Close()
 				if err != nil {
 					return nil, false, badRequest("Cannot parse multipart body")
 				}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gantry-gw/gantry/internal/config/schema"
 	"github.com/gantry-gw/gantry/internal/cp/adminapi"
 	"github.com/google/uuid"
 )
@@ -146,7 +147,7 @@ func TestValidationAndUniqueness(t *testing.T) {
 			{"consumer without id", "/consumers", map[string]any{"tags": []string{"x"}}, 400,
 				"schema violation (at least one of these fields must be non-empty: 'custom_id', 'username')"},
 			{"unknown plugin", "/plugins", map[string]any{"name": "nope"}, 400,
-				"schema violation (name: plugin 'nope' not enabled; add it to the 'plugins' configuration property)"},
+				"schema violation (name: plugin 'nope' not enabled; the bundled plugins are: " + strings.Join(bundledPluginNames(), ", ") + ")"},
 			{"plugin config", "/plugins", map[string]any{"name": "rate-limiting", "config": map[string]any{"minute": "x"}}, 400, ""},
 			{"first consumer", "/consumers", map[string]any{"username": "u"}, 201, ""},
 			{"duplicate consumer", "/consumers", map[string]any{"username": "u"}, 409, `UNIQUE violation detected on '{username="u"}'`},
@@ -381,7 +382,7 @@ func TestNestedSemantics(t *testing.T) {
 		t.Run("plugin uniqueness per scope", func(t *testing.T) {
 			p := e.do("POST", "/services/s/plugins", map[string]any{"name": "cors"}).must(t, 201)
 			b := e.do("POST", "/services/s/plugins", map[string]any{"name": "cors"}).must(t, 409)
-			if b["code"] != 5.0 || !strings.HasPrefix(b["message"].(string), "UNIQUE violation detected on '{consumer=null,consumer_group=null,name=\"cors\",route=null,service={id=") {
+			if b["code"] != 5.0 || !strings.HasPrefix(b["message"].(string), "UNIQUE violation detected on '{consumer=null,name=\"cors\",route=null,service={id=") {
 				t.Errorf("%v", b)
 			}
 			e.do("POST", "/services/s2/plugins", map[string]any{"name": "cors"}).must(t, 201)
@@ -402,7 +403,7 @@ func TestNestedSemantics(t *testing.T) {
 				t.Errorf("put by host:port %v", b)
 			}
 			e.do("POST", "/upstreams/up/targets", map[string]any{"target": "a.test:8000"}).must(t, 409)
-			all := e.do("GET", "/targets", nil).must(t, 200)
+			all := e.do("GET", "/upstreams/up/targets/all", nil).must(t, 200)
 			if len(ids(all)) != 1 {
 				t.Errorf("all targets %v", all)
 			}
@@ -511,4 +512,13 @@ func TestPutForeignAssociates(t *testing.T) {
 			t.Errorf("second put %v", s2)
 		}
 	})
+}
+
+// bundledPluginNames lists the bundled plugins as the unknown-plugin message names them.
+func bundledPluginNames() []string {
+	var out []string
+	for _, p := range schema.Plugins() {
+		out = append(out, p.Name)
+	}
+	return out
 }

@@ -92,11 +92,16 @@ func TestEveryEntityType(t *testing.T) {
 				}
 				e.do("DELETE", tc.coll+"/"+id, nil).must(t, 204)
 				e.do("GET", tc.coll+"/"+id, nil).must(t, 404)
-				// PUT by a fresh id creates.
+				// PUT by a fresh id creates, except for targets: Kong's PUT of a target only
+				// updates one it finds (kong/api/routes/upstreams.lua, TestKongTargets).
 				nid := uuid.NewString()
 				body := map[string]any{}
 				for k, v := range tc.create {
 					body[k] = v
+				}
+				if tc.name == "targets" {
+					e.do("PUT", tc.coll+"/"+nid, body).must(t, 404)
+					return
 				}
 				if b := e.do("PUT", tc.coll+"/"+nid, body).must(t, 200); b["id"] != nid {
 					t.Errorf("PUT-create id %v", b["id"])

@@ -44,6 +44,11 @@ func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) 
 	case r.Context().Err() != nil && errors.Is(err, r.Context().Err()):
 		// The client went away; nobody reads the answer.
 		w.WriteHeader(499)
+	case store.Unavailable(err):
+		// Nothing was carried out; the same request may succeed once the database is back.
+		h.log.WarnContext(r.Context(), "database unavailable", "method", r.Method, "path", r.URL.Path, "err", err)
+		w.Header().Set("Retry-After", "5")
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"message": "The database is unreachable; try again shortly"})
 	default:
 		h.log.ErrorContext(r.Context(), "admin API request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 		writeJSON(w, http.StatusInternalServerError, map[string]any{"message": "An unexpected error occurred"})
@@ -60,6 +65,5 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	}
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.WriteHeader(status)
-	w.Write(body)
-	w.Write([]byte("\n"))
+	_, _ = w.Write(append(body, '\n'))
 }

@@ -38,6 +38,7 @@ type env struct {
 	token  string
 	group  string // the first group
 	group2 string // a second group of the same organization
+	org    string // the organization of both groups
 }
 
 func newEnv(t testing.TB, s *sqlstore.Store) *env {
@@ -65,7 +66,23 @@ func newEnv(t testing.TB, s *sqlstore.Store) *env {
 	}
 	srv := httptest.NewServer(a.Handler())
 	t.Cleanup(srv.Close)
-	return &env{t: t, srv: srv, store: s, es: es, token: token, group: res.Group.ID, group2: g2.ID}
+	return &env{t: t, srv: srv, store: s, es: es, token: token, group: res.Group.ID, group2: g2.ID, org: res.Org.ID}
+}
+
+// inNewGroup returns a copy of e whose requests address a new, empty runtime group of the same
+// organization, so that cases sharing one server start from an empty configuration.
+func (e *env) inNewGroup(t testing.TB) *env {
+	t.Helper()
+	now := time.Now().UTC()
+	g := store.RuntimeGroup{ID: uuid.NewString(), OrgID: e.org, Region: "us", Name: "g-" + uuid.NewString()[:8],
+		ClusterType: "CLUSTER_TYPE_CONTROL_PLANE", AuthType: "pinned_client_certs", CreatedAt: now, UpdatedAt: now}
+	if err := e.store.CreateGroup(context.Background(), g); err != nil {
+		t.Fatal(err)
+	}
+	c := *e
+	c.t = t
+	c.group = g.ID
+	return &c
 }
 
 // each runs fn on a fresh environment per database.
@@ -128,7 +145,7 @@ func (e *env) send(method, path, contentType string, body any) resp {
 	raw, _ := io.ReadAll(res.Body)
 	r := resp{status: res.StatusCode, header: res.Header, raw: string(raw)}
 	if len(raw) > 0 {
-		json.Unmarshal(raw, &r.body)
+		_ = json.Unmarshal(raw, &r.body) // not every answer is JSON; those are read from r.raw
 	}
 	return r
 }

@@ -4,7 +4,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"net/url"
-	"regexp"
 	"strconv"
 	"strings"
 
@@ -19,12 +18,37 @@ const (
 	maxQueryTags    = 5
 )
 
-// Kong's tag filter syntax (kong/api/endpoints.lua): printable ASCII except ',' and '/', or
-// non-ASCII bytes, joined by ',' (AND) or '/' (OR) but not both.
-var (
-	tagsAndRe = regexp.MustCompile(`^(?:[\x20-\x2B\x2D\x2E\x30-\x7E\x{80}-\x{10FFFF}]+(?:,|$))+$`)
-	tagsOrRe  = regexp.MustCompile(`^(?:[\x20-\x2B\x2D\x2E\x30-\x7E\x{80}-\x{10FFFF}]+(?:/|$))+$`)
-)
+// tagFilterSep reports how a ?tags= value joins its tags, with Kong's syntax (kong/api/
+// endpoints.lua TAGS_AND_REGEX and TAGS_OR_REGEX, which match bytes): tags of the bytes 0x20-0x7E
+// except ',' and '/', or 0x80-0xF4, joined by ',' (AND) or '/' (OR) but not both, each tag
+// non-empty (one trailing separator is allowed). It answers the separator, or 0 when the value
+// is not a filter Kong accepts. It is a byte scan rather than a regexp so that bytes 0xF5-0xFF,
+// which Go's regexp would read as U+FFFD, are refused as Kong refuses them.
+func tagFilterSep(raw string) byte {
+	var sep byte
+	run := 0
+	for i := 0; i < len(raw); i++ {
+		b := raw[i]
+		switch {
+		case b == ',' || b == '/':
+			if run == 0 || (sep != 0 && sep != b) {
+				return 0
+			}
+			sep, run = b, 0
+		case (b >= 0x20 && b <= 0x7e) || (b >= 0x80 && b <= 0xf4):
+			run++
+		default:
+			return 0
+		}
+	}
+	if run == 0 && sep == 0 {
+		return 0
+	}
+	if sep == 0 {
+		sep = ','
+	}
+	return sep
+}
 
 // pageParams are the parsed paging options of a list request.
 type pageParams struct {
@@ -61,10 +85,10 @@ func parsePage(q url.Values, tagged bool) (pageParams, error) {
 	if q.Has("tags") && tagged {
 		raw := q.Get("tags")
 		p.rawTags = raw
-		switch {
-		case tagsAndRe.MatchString(raw):
+		switch tagFilterSep(raw) {
+		case ',':
 			p.tags = strings.Split(strings.TrimSuffix(raw, ","), ",")
-		case tagsOrRe.MatchString(raw):
+		case '/':
 			p.tags = strings.Split(strings.TrimSuffix(raw, "/"), "/")
 			p.tagsAny = true
 		default:

@@ -26,6 +26,12 @@ func (h *Handler) route(segs []string) endpoint {
 			return jsonSchemaRoute(segs[3:])
 		}
 		return nil
+	case segs[0] == "tags" && len(segs) <= 2:
+		tag := ""
+		if len(segs) == 2 {
+			tag = segs[1]
+		}
+		return endpoint{http.MethodGet: func(c *call) error { return c.listTags(tag, len(segs) == 2) }}
 	case len(segs) == 2 && segs[0] == "plugins" && segs[1] == "enabled":
 		return endpoint{http.MethodGet: (*call).enabledPlugins}
 	case segs[0] == "consumer_groups" && len(segs) == 2:
@@ -36,8 +42,31 @@ func (h *Handler) route(segs []string) endpoint {
 		return membersRoute(segs[1], segs[3:])
 	case segs[0] == "consumers" && len(segs) >= 3 && segs[2] == "consumer_groups":
 		return groupsOfRoute(segs[1], segs[3:])
+	case segs[0] == "targets":
+		// Kong serves targets only under their upstream: /targets and /targets/{t} are disabled
+		// (kong/api/endpoints.lua "disable").
+		return nil
+	case segs[0] == "upstreams" && len(segs) == 4 && segs[2] == "targets":
+		return targetRoute(segs[1], segs[3])
 	}
 	return genericRoute(segs)
+}
+
+// targetRoute serves /upstreams/{u}/targets/{t} as kong/api/routes/upstreams.lua does: "all" lists
+// every target of the upstream; a target (by id or host:port) that is absent is a bare 404 for
+// every method, and PUT updates the target it finds, like PATCH, rather than creating one.
+func targetRoute(upstream, key string) endpoint {
+	ups, _ := schema.Lookup("upstreams")
+	targets, _ := schema.Lookup("targets")
+	ps := &parentSel{e: ups, key: upstream, field: "upstream"}
+	if key == "all" {
+		return endpoint{http.MethodGet: func(c *call) error { return c.list(targets, ps) }}
+	}
+	ep := entityEndpoint(targets, key, ps)
+	ep[http.MethodGet] = func(c *call) error { return c.getTarget(targets, key, ps) }
+	ep[http.MethodPut] = func(c *call) error { return c.updateTarget(targets, key, ps) }
+	ep[http.MethodPatch] = ep[http.MethodPut]
+	return ep
 }
 
 // genericRoute serves every entity type from its schema: the collection, one entity, the
@@ -71,9 +100,10 @@ func genericRoute(segs []string) endpoint {
 			if ref := refOf(e, segs[2]); ref != nil && e.Name != "snis" {
 				key := segs[1]
 				return endpoint{
-					http.MethodGet:   func(c *call) error { return c.getForeign(e, key, ref) },
-					http.MethodPatch: func(c *call) error { return c.patchForeign(e, key, ref) },
-					http.MethodPut:   func(c *call) error { return c.putForeign(e, key, ref) },
+					http.MethodGet:    func(c *call) error { return c.getForeign(e, key, ref) },
+					http.MethodPatch:  func(c *call) error { return c.patchForeign(e, key, ref) },
+					http.MethodPut:    func(c *call) error { return c.putForeign(e, key, ref) },
+					http.MethodDelete: func(c *call) error { return c.deleteForeign(e, key, ref) },
 				}
 			}
 		}
@@ -126,6 +156,8 @@ func schemaRoute(segs []string) endpoint {
 		return endpoint{http.MethodPost: func(c *call) error { return c.validate("plugins") }}
 	case len(segs) == 2 && segs[0] == "plugins":
 		return endpoint{http.MethodGet: func(c *call) error { return c.pluginSchema(segs[1]) }}
+	case len(segs) == 2 && segs[0] == "vaults" && segs[1] != "validate":
+		return endpoint{http.MethodGet: func(c *call) error { return c.vaultSchema(segs[1]) }}
 	case len(segs) == 2 && segs[1] == "validate":
 		return endpoint{http.MethodPost: func(c *call) error { return c.validate(segs[0]) }}
 	case len(segs) == 1:

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"slices"
 	"sort"
 
 	"github.com/gantry-gw/gantry/internal/config/schema"
@@ -119,6 +120,16 @@ func (c *call) pluginSchema(name string) error {
 		return &httpError{http.StatusNotFound, fmt.Sprintf("No plugin named '%s'", name)}
 	}
 	return c.reply(http.StatusOK, p.KongSchema())
+}
+
+// vaultSchema answers GET /schemas/vaults/{name} as kong/api/routes/kong.lua does: the vault
+// entity's schema with that vault type's config, or 404 "No vault named '…'".
+func (c *call) vaultSchema(name string) error {
+	if !slices.Contains(schema.VaultTypes, name) {
+		return &httpError{http.StatusNotFound, fmt.Sprintf("No vault named '%s'", name)}
+	}
+	e, _ := schema.Lookup("vaults")
+	return c.reply(http.StatusOK, e.KongSchema())
 }
 
 // validate answers POST /schemas/{entity}/validate and /schemas/plugins/validate: the entity is

@@ -10,12 +10,12 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/gantry-gw/gantry/internal/cp/auth"
 	"github.com/gantry-gw/gantry/internal/cp/store"
+	"github.com/gantry-gw/gantry/internal/metrics/labels"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -39,6 +39,23 @@ type Options struct {
 	// InstanceCounts, if set, returns per group id how many runtime instances are in each status
 	// ("in_sync", "behind", …); the counts are shown with each group.
 	InstanceCounts func(ctx context.Context, groupIDs []string) map[string]map[string]int
+	// Traffic, if set, returns per group id its traffic over the last 24 hours, for all the
+	// listed groups at once; it is shown with each group as requests_24h and error_rate_24h.
+	// Groups absent from the map had no requests.
+	Traffic func(ctx context.Context, groupIDs []string) map[string]GroupTraffic
+	// Backup, if set, returns a backup of one group (its name, description, labels, pinned
+	// certificates and declarative configuration, in the format `gantry backup` writes, so that
+	// `gantry restore` reads it). DELETE of a group with ?backup=true answers it before the group
+	// goes; without Backup that query is refused.
+	Backup func(ctx context.Context, g store.RuntimeGroup) (any, error)
+}
+
+// GroupTraffic is a group's traffic over the last 24 hours, as shown with the group.
+type GroupTraffic struct {
+	// Requests24h counts the requests of the 24 hour buckets ending with the current hour.
+	Requests24h int64 `json:"requests_24h"`
+	// ErrorRate24h is the share (0–1) of those answered 4XX or 5XX; null without requests.
+	ErrorRate24h *float64 `json:"error_rate_24h"`
 }
 
 // API is the control plane's HTTP handler. Build it with New.
@@ -74,7 +91,7 @@ func New(opts Options) (*API, error) {
 		mux: http.NewServeMux(), reg: prometheus.NewRegistry(),
 	}
 	a.reqs = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "gantry_http_requests_total", Help: "HTTP requests answered by the control plane API, by route pattern, method and status code.",
+		Name: "gantry_http_requests_total", Help: "HTTP requests answered by the control plane API, by route pattern, method (OTHER for unknown ones) and status code.",
 	}, []string{"route", "method", "code"})
 	a.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name: "gantry_http_request_duration_seconds", Help: "Time to answer control plane API requests, by route pattern and method.",
@@ -111,10 +128,20 @@ func (a *API) Mount(pattern string, h http.Handler) {
 	a.mux.Handle(pattern, a.authenticate(h))
 }
 
+// MountPublic registers h at pattern (ServeMux syntax) without authentication, for routes that
+// hold no secret (the runtime binary and the install script); they still get request ids,
+// metrics and problem+json for unknown routes from Handler.
+func (a *API) MountPublic(pattern string, h http.Handler) {
+	a.mux.Handle(pattern, h)
+}
+
 // Registry returns the Prometheus registry served at /metrics, for other components' metrics.
 func (a *API) Registry() *prometheus.Registry { return a.reg }
 
 // Handler returns the root handler: request ids, metrics and problem+json for unknown routes.
+// The request metrics are labelled only with bounded values (the registered route pattern or
+// "unmatched", the method or OTHER, the status code or "other"; see package labels), so no
+// client can add series by inventing methods or paths.
 func (a *API) Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
@@ -130,14 +157,16 @@ func (a *API) Handler() http.Handler {
 		} else {
 			a.mux.ServeHTTP(rec, r)
 		}
+		// r.Pattern is a registered pattern, never the path the client sent.
 		route := r.Pattern
 		if route == "" {
-			route = "unmatched"
+			route = labels.Unmatched
 		} else if i := strings.IndexByte(route, ' '); i >= 0 {
 			route = route[i+1:]
 		}
-		a.reqs.WithLabelValues(route, r.Method, strconv.Itoa(rec.status)).Inc()
-		a.latency.WithLabelValues(route, r.Method).Observe(time.Since(start).Seconds())
+		method := labels.Method(r.Method)
+		a.reqs.WithLabelValues(route, method, labels.StatusCode(rec.status)).Inc()
+		a.latency.WithLabelValues(route, method).Observe(time.Since(start).Seconds())
 	})
 }
 

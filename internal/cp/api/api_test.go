@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -32,13 +34,23 @@ type env struct {
 
 func newEnv(t *testing.T, s *sqlstore.Store) *env {
 	t.Helper()
+	return newEnvOpts(t, s, nil)
+}
+
+// newEnvOpts is newEnv with mod applied to the API's options.
+func newEnvOpts(t *testing.T, s *sqlstore.Store, mod func(*api.Options)) *env {
+	t.Helper()
 	token := auth.NewToken()
 	res, err := s.Bootstrap(context.Background(), store.BootstrapParams{OrgName: "Acme", Region: "us", AdminName: "admin",
 		AdminToken: store.Token{Name: "admin", Hash: auth.HashToken(token), Hint: auth.Hint(token)}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := api.New(api.Options{Store: s, Region: "us", ClusterEndpoint: "https://cp.example:8005", TelemetryEndpoint: "https://cp.example:8005"})
+	opts := api.Options{Store: s, Region: "us", ClusterEndpoint: "https://cp.example:8005", TelemetryEndpoint: "https://cp.example:8005"}
+	if mod != nil {
+		mod(&opts)
+	}
+	a, err := api.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,9 +91,23 @@ func (e *env) do(method, path, token string, body any) resp {
 		e.t.Fatal(err)
 	}
 	defer res.Body.Close()
-	raw, _ := io.ReadAll(res.Body)
+	raw, err := io.ReadAll(res.Body)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return newResp(e.t, res, raw)
+}
+
+// newResp records an answer; a JSON body (application/json or application/problem+json) must
+// decode, so a malformed one fails the test instead of leaving body empty.
+func newResp(t *testing.T, res *http.Response, raw []byte) resp {
+	t.Helper()
 	r := resp{status: res.StatusCode, header: res.Header, raw: string(raw)}
-	json.Unmarshal(raw, &r.body)
+	if mt, _, _ := mime.ParseMediaType(res.Header.Get("Content-Type")); len(raw) > 0 && (mt == "application/json" || mt == "application/problem+json") {
+		if err := json.Unmarshal(raw, &r.body); err != nil {
+			t.Fatalf("%s %s: malformed JSON body: %v: %s", res.Request.Method, res.Request.URL.Path, err, raw)
+		}
+	}
 	return r
 }
 
@@ -202,6 +228,9 @@ func TestRuntimeGroupsListing(t *testing.T) {
 			{"?filter[cluster_type][eq]=CLUSTER_TYPE_K8S_INGRESS_CONTROLLER", "charlie", 1, 10, 1},
 			{"?labels=idx:1&sort=name", "alpha,alphabet", 2, 10, 1},
 			{"?labels=idx&sort=name", "alpha,alphabet,bravo,charlie", 4, 10, 1},
+			{"?filter[labels.idx][eq]=1&sort=name", "alpha,alphabet", 2, 10, 1},
+			{"?filter[labels.idx]=1&sort=name", "alpha,alphabet", 2, 10, 1},
+			{"?filter[labels.idx][eq]=9", "", 0, 10, 1},
 			{"?sort=name&page[size]=2&page[number]=2", "bravo,charlie", 5, 2, 2},
 			{"?sort=name&page[size]=2&page[number]=3", "default", 5, 2, 3},
 			{"?page[size]=2&page[number]=4", "", 5, 2, 4},
@@ -230,6 +259,8 @@ func TestRuntimeGroupsListing(t *testing.T) {
 			{"?sort=color", "sort"},
 			{"?sort=name%20sideways", "sort"},
 			{"?labels=:v", "labels"},
+			{"?filter[labels.idx][neq]=1", "filter[labels.idx][neq]"},
+			{"?filter[labels.idx][eq]=", "filter[labels.idx][eq]"},
 		}
 		for _, c := range bad {
 			t.Run("bad "+c.query, func(t *testing.T) {
@@ -268,7 +299,9 @@ func TestRuntimeGroupsValidation(t *testing.T) {
 			{"too many labels", map[string]any{"name": "x", "labels": labels50}, "labels"},
 			{"long label key", map[string]any{"name": "x", "labels": map[string]string{long: "v"}}, "labels." + long},
 			{"empty label value", map[string]any{"name": "x", "labels": map[string]string{"a": ""}}, "labels.a"},
-			{"label value wrong type", `{"name":"x","labels":{"a":1}}`, "labels"},
+			{"label value wrong type", `{"name":"x","labels":{"a":1}}`, "labels.a"},
+			{"label value an object", `{"name":"x","labels":{"b":{}}}`, "labels.b"},
+			{"labels not an object", `{"name":"x","labels":["a"]}`, "labels"},
 			{"reserved kong", map[string]any{"name": "x", "labels": map[string]string{"kong-team": "v"}}, "labels.kong-team"},
 			{"reserved konnect", map[string]any{"name": "x", "labels": map[string]string{"konnect": "v"}}, "labels.konnect"},
 			{"reserved mesh", map[string]any{"name": "x", "labels": map[string]string{"meshy": "v"}}, "labels.meshy"},
@@ -381,7 +414,9 @@ func TestAuthentication(t *testing.T) {
 			t.Fatalf("token list leaks secrets or misses tokens: %s", list.raw)
 		}
 		var stored int
-		e.store.DB().QueryRow(e.store.Rebind(`SELECT COUNT(*) FROM tokens WHERE hash = ? OR hash = ?`), revoked.body["token"], e.token).Scan(&stored)
+		if err := e.store.DB().QueryRow(e.store.Rebind(`SELECT COUNT(*) FROM tokens WHERE hash = ? OR hash = ?`), revoked.body["token"], e.token).Scan(&stored); err != nil {
+			t.Fatal(err)
+		}
 		if stored != 0 {
 			t.Fatal("a token secret is stored in clear")
 		}
@@ -390,7 +425,9 @@ func TestAuthentication(t *testing.T) {
 			t.Fatal(err)
 		}
 		otherAdmin := ""
-		s.DB().QueryRow(s.Rebind(`SELECT id FROM users WHERE org_id = ?`), other.ID).Scan(&otherAdmin)
+		if err := s.DB().QueryRow(s.Rebind(`SELECT id FROM users WHERE org_id = ?`), other.ID).Scan(&otherAdmin); err != nil {
+			t.Fatal(err)
+		}
 		otherToken := auth.NewToken()
 		if err := s.CreateToken(context.Background(), store.Token{ID: uuid.NewString(), OrgID: other.ID, UserID: otherAdmin, Name: "o", Hash: auth.HashToken(otherToken), Hint: "x", CreatedAt: time.Now()}); err != nil {
 			t.Fatal(err)
@@ -415,11 +452,12 @@ func TestAuthentication(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				raw, _ := io.ReadAll(res.Body)
+				raw, err := io.ReadAll(res.Body)
 				res.Body.Close()
-				r := resp{status: res.StatusCode, header: res.Header, raw: string(raw)}
-				json.Unmarshal(raw, &r.body)
-				wantProblem(t, r, 401, "")
+				if err != nil {
+					t.Fatal(err)
+				}
+				wantProblem(t, newResp(t, res, raw), 401, "")
 				if res.Header.Get("WWW-Authenticate") == "" {
 					t.Fatal("no WWW-Authenticate header")
 				}
@@ -484,4 +522,54 @@ func TestHealthMetricsAndRouting(t *testing.T) {
 			t.Fatalf("readyz with a closed database: %d", r.status)
 		}
 	})
+}
+
+// TestDeleteGroupWithBackup checks DELETE ?backup=true answers the group's
+// backup and then deletes it, keeps the group when the backup fails, and
+// refuses a bad value or a control plane without backups.
+func TestDeleteGroupWithBackup(t *testing.T) {
+	s := storetest.Open(t, "sqlite")
+	failFor := ""
+	e := newEnvOpts(t, s, func(o *api.Options) {
+		o.Backup = func(_ context.Context, g store.RuntimeGroup) (any, error) {
+			if g.Name == failFor {
+				return nil, errors.New("export failed")
+			}
+			return map[string]any{"gantry_backup_format": "1", "groups": []any{map[string]any{"name": g.Name, "labels": g.Labels}}}, nil
+		}
+	})
+	create := func(name string) string {
+		r := e.admin("POST", "/v2/runtime-groups", map[string]any{"name": name, "labels": map[string]string{"team": "a"}})
+		if r.status != 201 {
+			t.Fatalf("create %s: %s", name, r.raw)
+		}
+		return r.body["id"].(string)
+	}
+	id := create("payments")
+	r := e.admin("DELETE", "/v2/runtime-groups/"+id+"?backup=true", nil)
+	groups, _ := r.body["groups"].([]any)
+	if r.status != 200 || len(groups) != 1 || groups[0].(map[string]any)["name"] != "payments" ||
+		!strings.Contains(r.header.Get("Content-Disposition"), `filename=payments-backup.json`) {
+		t.Fatalf("delete with backup: %d %s %v", r.status, r.raw, r.header)
+	}
+	if g := e.admin("GET", "/v2/runtime-groups/"+id, nil); g.status != 404 {
+		t.Fatalf("the group is still there: %d", g.status)
+	}
+
+	failFor = "orders"
+	id = create("orders")
+	if r := e.admin("DELETE", "/v2/runtime-groups/"+id+"?backup=true", nil); r.status != 500 {
+		t.Fatalf("failed backup: %d %s", r.status, r.raw)
+	}
+	if g := e.admin("GET", "/v2/runtime-groups/"+id, nil); g.status != 200 {
+		t.Fatalf("a failed backup deleted the group: %d", g.status)
+	}
+	wantProblem(t, e.admin("DELETE", "/v2/runtime-groups/"+id+"?backup=yes", nil), 400, "backup")
+
+	plain := newEnv(t, storetest.Open(t, "sqlite"))
+	r = plain.admin("POST", "/v2/runtime-groups", map[string]any{"name": "x"})
+	wantProblem(t, plain.admin("DELETE", "/v2/runtime-groups/"+r.body["id"].(string)+"?backup=true", nil), 400, "backup")
+	if d := plain.admin("DELETE", "/v2/runtime-groups/"+r.body["id"].(string)+"?backup=false", nil); d.status != 204 {
+		t.Fatalf("backup=false: %d", d.status)
+	}
 }

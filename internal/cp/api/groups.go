@@ -1,9 +1,12 @@
 package api
 
 import (
+	"encoding/json"
 	"fmt"
+	"mime"
 	"net/http"
 	"net/url"
+	"reflect"
 	"regexp"
 	"sort"
 	"strconv"
@@ -46,8 +49,10 @@ type groupJSON struct {
 	IsDefault   bool              `json:"is_default"`
 	// InstanceCounts says how many runtime instances of the group are in each status.
 	InstanceCounts map[string]int `json:"instance_counts,omitempty"`
-	CreatedAt      time.Time      `json:"created_at"`
-	UpdatedAt      time.Time      `json:"updated_at"`
+	// GroupTraffic adds requests_24h and error_rate_24h when the control plane keeps analytics.
+	*GroupTraffic
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
 }
 
 type groupConfigJSON struct {
@@ -75,20 +80,20 @@ func (a *API) groupView(g store.RuntimeGroup) groupJSON {
 }
 
 type createGroupRequest struct {
-	Name         *string           `json:"name"`
-	Description  *string           `json:"description"`
-	Labels       map[string]string `json:"labels"`
-	ClusterType  *string           `json:"cluster_type"`
-	AuthType     *string           `json:"auth_type"`
-	CloudGateway *bool             `json:"cloud_gateway"`
+	Name         *string     `json:"name"`
+	Description  *string     `json:"description"`
+	Labels       labelValues `json:"labels"`
+	ClusterType  *string     `json:"cluster_type"`
+	AuthType     *string     `json:"auth_type"`
+	CloudGateway *bool       `json:"cloud_gateway"`
 }
 
 type patchGroupRequest struct {
 	Name        *string `json:"name"`
 	Description *string `json:"description"`
 	// Labels merge into the existing ones; a null value removes that label.
-	Labels   map[string]*string `json:"labels"`
-	AuthType *string            `json:"auth_type"`
+	Labels   patchLabels `json:"labels"`
+	AuthType *string     `json:"auth_type"`
 }
 
 func (a *API) createGroup(w http.ResponseWriter, r *http.Request) {
@@ -105,7 +110,7 @@ func (a *API) createGroup(w http.ResponseWriter, r *http.Request) {
 	}
 	g := store.RuntimeGroup{
 		ID: uuid.NewString(), OrgID: principal(r).OrgID, Region: a.region,
-		ClusterType: ClusterTypes[0], AuthType: AuthTypes[0], Labels: req.Labels,
+		ClusterType: ClusterTypes[0], AuthType: AuthTypes[0], Labels: map[string]string(req.Labels),
 	}
 	if req.Name != nil {
 		g.Name = *req.Name
@@ -159,6 +164,7 @@ func (a *API) getGroup(w http.ResponseWriter, r *http.Request) {
 
 // withCounts adds instance counts to group views when the control plane tracks instances.
 func (a *API) withCounts(r *http.Request, views ...groupJSON) []groupJSON {
+	views = a.withTraffic(r, views...)
 	if a.opts.InstanceCounts == nil || len(views) == 0 {
 		return views
 	}
@@ -172,6 +178,24 @@ func (a *API) withCounts(r *http.Request, views ...groupJSON) []groupJSON {
 		if views[i].InstanceCounts == nil {
 			views[i].InstanceCounts = map[string]int{}
 		}
+	}
+	return views
+}
+
+// withTraffic adds the last 24 hours' traffic to group views when the control plane keeps
+// analytics: one call for all views.
+func (a *API) withTraffic(r *http.Request, views ...groupJSON) []groupJSON {
+	if a.opts.Traffic == nil || len(views) == 0 {
+		return views
+	}
+	ids := make([]string, len(views))
+	for i, v := range views {
+		ids[i] = v.ID
+	}
+	traffic := a.opts.Traffic(r.Context(), ids)
+	for i := range views {
+		t := traffic[views[i].ID]
+		views[i].GroupTraffic = &t
 	}
 	return views
 }
@@ -269,6 +293,24 @@ func (a *API) deleteGroup(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, &Problem{Status: http.StatusConflict, Detail: "The default runtime group cannot be deleted: every organization keeps one per region."})
 		return
 	}
+	// ?backup=true: the group's backup is the answer, taken before it goes; a backup that cannot
+	// be taken keeps the group.
+	var backup any
+	switch v := r.URL.Query().Get("backup"); v {
+	case "", "false":
+	case "true":
+		if a.opts.Backup == nil {
+			a.fail(w, r, badRequest("The query parameters are not valid.", InvalidParameter{Field: "backup", Reason: "this control plane cannot take backups", Source: "query"}))
+			return
+		}
+		if backup, err = a.opts.Backup(r.Context(), g); err != nil {
+			a.fail(w, r, fmt.Errorf("back up runtime group %s before deleting it: %w", g.ID, err))
+			return
+		}
+	default:
+		a.fail(w, r, badRequest("The query parameters are not valid.", InvalidParameter{Field: "backup", Rule: "enum", Reason: "must be true or false", Source: "query", Choices: []string{"true", "false"}}))
+		return
+	}
 	if err := a.store.DeleteGroup(r.Context(), g.OrgID, g.ID); err != nil {
 		a.fail(w, r, err)
 		return
@@ -276,6 +318,11 @@ func (a *API) deleteGroup(w http.ResponseWriter, r *http.Request) {
 	a.log.InfoContext(r.Context(), "deleted runtime group", "group", g.ID, "name", g.Name, "request_id", requestID(r))
 	if a.opts.OnGroupDeleted != nil {
 		a.opts.OnGroupDeleted(g.ID)
+	}
+	if backup != nil {
+		w.Header().Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": g.Name + "-backup.json"}))
+		WriteJSON(w, http.StatusOK, backup)
+		return
 	}
 	w.WriteHeader(http.StatusNoContent)
 }
@@ -310,7 +357,7 @@ func (a *API) listGroups(w http.ResponseWriter, r *http.Request) {
 	WriteJSON(w, http.StatusOK, map[string]any{"data": data, "meta": listMeta{Page: pageMeta{Number: q.PageNumber, Size: q.PageSize, Total: total}}})
 }
 
-var filterRE = regexp.MustCompile(`^filter\[([a-z_]+)\](?:\[([a-z]+)\])?$`)
+var filterRE = regexp.MustCompile(`^filter\[([a-z_]+|labels\.[^\[\]]+)\](?:\[([a-z]+)\])?$`)
 
 // groupFilterOps lists, per filterable field, the operators Konnect accepts.
 var groupFilterOps = map[string][]string{
@@ -359,6 +406,22 @@ func parseGroupQuery(v url.Values) (store.GroupQuery, error) {
 		if op == "" {
 			op = "eq"
 		}
+		if key, ok := strings.CutPrefix(field, "labels."); ok {
+			// filter[labels.<key>][eq]=<value>: the groups whose label key has that value.
+			val := v.Get(k)
+			switch {
+			case op != "eq":
+				bad = append(bad, InvalidParameter{Field: k, Rule: "enum", Reason: fmt.Sprintf("operator %q is not supported for labels", op), Source: "query", Choices: []string{"eq"}})
+			case val == "":
+				bad = append(bad, InvalidParameter{Field: k, Rule: "required", Reason: "must not be empty", Source: "query"})
+			default:
+				if q.Labels == nil {
+					q.Labels = map[string]string{}
+				}
+				q.Labels[key] = val
+			}
+			continue
+		}
 		ops, ok := groupFilterOps[field]
 		if !ok {
 			bad = append(bad, InvalidParameter{Field: k, Rule: "enum", Reason: "is not a filterable field", Source: "query", Choices: []string{"id", "name", "cluster_type"}})
@@ -376,7 +439,9 @@ func parseGroupQuery(v url.Values) (store.GroupQuery, error) {
 		q.Filters = append(q.Filters, store.GroupFilter{Field: field, Op: op, Value: val})
 	}
 	if s := v.Get("labels"); s != "" {
-		q.Labels = map[string]string{}
+		if q.Labels == nil {
+			q.Labels = map[string]string{}
+		}
 		for _, part := range strings.Split(s, ",") {
 			k, val, _ := strings.Cut(strings.TrimSpace(part), ":")
 			if k == "" {
@@ -405,6 +470,75 @@ func parseGroupQuery(v url.Values) (store.GroupQuery, error) {
 		return q, badRequest("The query parameters are not valid.", bad...)
 	}
 	return q, nil
+}
+
+// labelValues are a group's labels in a request body: a value that is not a string is reported
+// on its own key (labels.<key>), not on labels as a whole.
+type labelValues map[string]string
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (l *labelValues) UnmarshalJSON(b []byte) error {
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return err
+	}
+	if raw == nil {
+		*l = nil
+		return nil
+	}
+	out := make(labelValues, len(raw))
+	for k, v := range raw {
+		var s string
+		if err := json.Unmarshal(v, &s); err != nil {
+			return labelTypeError(k, v)
+		}
+		out[k] = s
+	}
+	*l = out
+	return nil
+}
+
+// patchLabels are the labels of a PATCH: like labelValues, and null removes a label.
+type patchLabels map[string]*string
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (l *patchLabels) UnmarshalJSON(b []byte) error {
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return err
+	}
+	if raw == nil {
+		*l = nil
+		return nil
+	}
+	out := make(patchLabels, len(raw))
+	for k, v := range raw {
+		var s *string
+		if err := json.Unmarshal(v, &s); err != nil {
+			return labelTypeError(k, v)
+		}
+		out[k] = s
+	}
+	*l = out
+	return nil
+}
+
+// labelTypeError reports a label value of the wrong JSON type under its key; the decoder prefixes
+// the field path ("labels.").
+func labelTypeError(key string, v json.RawMessage) error {
+	kind := "object"
+	switch t := strings.TrimSpace(string(v)); {
+	case t == "":
+	case t[0] == '"':
+		kind = "string"
+	case t[0] == '[':
+		kind = "array"
+	case t == "true" || t == "false":
+		kind = "bool"
+	case t[0] != '{':
+		kind = "number"
+	}
+	return &json.UnmarshalTypeError{Value: kind, Type: reflect.TypeFor[string](), Field: key}
 }
 
 func checkName(name string) []InvalidParameter {

@@ -53,14 +53,21 @@ func badRequest(detail string, params ...InvalidParameter) *Problem {
 // WriteProblem sends p, filling the fields that depend on the request. Every management API error
 // goes through it, including those of packages that mount routes on the API.
 func WriteProblem(w http.ResponseWriter, r *http.Request, p *Problem) {
+	writeProblem(w, requestID(r), p)
+}
+
+// writeProblem sends p as the answer to the request with the given id.
+func writeProblem(w http.ResponseWriter, id string, p *Problem) {
 	if p.Title == "" {
 		p.Title = http.StatusText(p.Status)
 	}
 	p.Type = "https://httpstatuses.com/" + strconv.Itoa(p.Status)
-	p.Instance = "gantry:trace:" + requestID(r)
+	p.Instance = "gantry:trace:" + id
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(p.Status)
-	json.NewEncoder(w).Encode(p)
+	// A Problem has only strings and ints, so encoding cannot fail; a failed write means the
+	// client is gone after the status was sent, and there is no one left to tell.
+	_ = json.NewEncoder(w).Encode(p)
 }
 
 // fail is the one place where errors become API answers: problems pass through, store sentinel
@@ -80,13 +87,25 @@ func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.Is(err, r.Context().Err()):
 		p = problem(499, "The request was cancelled.")
 	default:
-		a.log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "request_id", requestID(r), "err", err)
-		p = problem(http.StatusInternalServerError, "An unexpected error occurred; the request id identifies it in the server log.")
+		p = ServerProblem(w, r, a.log, err)
 	}
 	if p.Status >= 500 {
 		a.log.Log(r.Context(), slog.LevelError, "answered with server error", "status", p.Status, "request_id", requestID(r))
 	}
 	WriteProblem(w, r, p)
+}
+
+// ServerProblem is the answer to an error no handler expected, for every package that serves
+// problem+json: a 503 with Retry-After when the database is unreachable (nothing was carried out;
+// the same request may succeed once it is back), otherwise a 500 whose detail stays in the log.
+func ServerProblem(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) *Problem {
+	if store.Unavailable(err) {
+		log.WarnContext(r.Context(), "database unavailable", "method", r.Method, "path", r.URL.Path, "request_id", requestID(r), "err", err)
+		w.Header().Set("Retry-After", "5")
+		return problem(http.StatusServiceUnavailable, "The database is unreachable, so the request was not carried out; try again shortly.")
+	}
+	log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "request_id", requestID(r), "err", err)
+	return problem(http.StatusInternalServerError, "An unexpected error occurred; the request id identifies it in the server log.")
 }
 
 func defaultGroupDetail(err error) string {
@@ -99,9 +118,18 @@ func defaultGroupDetail(err error) string {
 	return msg + "."
 }
 
-// WriteJSON sends v as JSON with status.
+// WriteJSON sends v as JSON with status. v is encoded before anything is sent, so a value that
+// cannot be encoded is answered with a 500 problem rather than with status and an empty body.
 func WriteJSON(w http.ResponseWriter, status int, v any) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		// Handler has set X-Request-Id to the id WriteProblem takes from the request.
+		writeProblem(w, w.Header().Get("X-Request-Id"), problem(http.StatusInternalServerError, "The response could not be encoded."))
+		return
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(v)
+	// As json.Encoder does, end the body with a newline. A failed write means the client is gone
+	// after the status was sent, and there is no one left to tell.
+	_, _ = w.Write(append(body, '\n'))
 }

@@ -2,12 +2,14 @@ package cluster
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"net/http"
 	"strconv"
 	"time"
 
 	"github.com/gantry-gw/gantry/internal/cp/api"
+	"github.com/gantry-gw/gantry/internal/cp/snapshot"
 	"github.com/gantry-gw/gantry/internal/cp/store"
 	"github.com/gantry-gw/gantry/internal/wire"
 )
@@ -37,6 +39,11 @@ const (
 //	POST   {base}/{groupId}/dp-client-certificates/generate   issue and pin {title}; returns the key once
 //	GET    {base}/{groupId}/dp-client-certificates/{certId}
 //	DELETE {base}/{groupId}/dp-client-certificates/{certId}   unpin (connected instances are dropped)
+//	POST   {base}/{groupId}/enrollment-tokens        {ttl, max_uses, labels}; returns the token once
+//	GET    {base}/{groupId}/enrollment-tokens        list (no secrets)
+//	DELETE {base}/{groupId}/enrollment-tokens/{tokenId}   revoke
+//
+// and GET /v2/control-plane-nodes, the control plane processes sharing the database.
 func (c *Cluster) Mount(m Mounter) {
 	h := &handlers{c: c, m: m}
 	for _, base := range api.GroupBasePaths {
@@ -50,7 +57,11 @@ func (c *Cluster) Mount(m Mounter) {
 		m.Mount("POST "+g+"/dp-client-certificates/generate", h.group(h.generateCert))
 		m.Mount("GET "+g+"/dp-client-certificates/{certId}", h.group(h.getCert))
 		m.Mount("DELETE "+g+"/dp-client-certificates/{certId}", h.group(h.deleteCert))
+		m.Mount("POST "+g+"/enrollment-tokens", h.group(h.createEnrollmentToken))
+		m.Mount("GET "+g+"/enrollment-tokens", h.group(h.listEnrollmentTokens))
+		m.Mount("DELETE "+g+"/enrollment-tokens/{tokenId}", h.group(h.revokeEnrollmentToken))
 	}
+	m.Mount("GET /v2/control-plane-nodes", http.HandlerFunc(c.processesHandler))
 }
 
 type handlers struct {
@@ -83,8 +94,7 @@ func (h *handlers) fail(w http.ResponseWriter, r *http.Request, err error) {
 		p = &api.Problem{Status: http.StatusBadRequest, Detail: "The certificate is not valid: " + err.Error(),
 			InvalidParameters: []api.InvalidParameter{{Field: "cert", Rule: "is_certificate", Reason: err.Error(), Source: "body"}}}
 	default:
-		h.c.log.ErrorContext(r.Context(), "request failed", "path", r.URL.Path, "err", err)
-		p = &api.Problem{Status: http.StatusInternalServerError, Detail: "An unexpected error occurred."}
+		p = api.ServerProblem(w, r, h.c.log, err)
 	}
 	p.Message = p.Detail
 	api.WriteProblem(w, r, p)
@@ -114,8 +124,9 @@ type NodeView struct {
 	// ConnectedSince is when the current link began, or the last one if disconnected (Unix
 	// seconds); null if never connected.
 	ConnectedSince *int64 `json:"connected_since"`
-	// DisconnectedSince is the last ping of a disconnected node (Unix seconds); null while
-	// connected.
+	// DisconnectedSince is when a disconnected node's last link ended (Unix seconds): when the
+	// control plane saw it end, else the last heartbeat of the control plane process that held
+	// it and died, else its last ping (it fell silent); null while connected.
 	DisconnectedSince *int64 `json:"disconnected_since"`
 	// Revision is the group revision the node runs; 0 when unknown.
 	Revision int64 `json:"revision"`
@@ -126,6 +137,34 @@ type NodeView struct {
 	SyncStatus wire.SyncStatus   `json:"sync_status"`
 	IP         string            `json:"ip"`
 	Labels     map[string]string `json:"labels"`
+	// Analytics says whether the node's traffic reaches the group's analytics.
+	Analytics AnalyticsView `json:"analytics"`
+	// ControlPlaneNodeID is the control plane process (GET /v2/control-plane-nodes) holding
+	// the node's link, or that held it last; null when unknown.
+	ControlPlaneNodeID *string `json:"control_plane_node_id"`
+	// EnrollmentTokenID is the enrollment token that issued the node's certificate; null for
+	// certificates generated or pinned by hand.
+	EnrollmentTokenID *string `json:"enrollment_token_id"`
+}
+
+// AnalyticsView says whether a node sends analytics, and why not.
+type AnalyticsView struct {
+	// Available is true when the node sends per-minute traffic aggregates.
+	Available bool `json:"available"`
+	// Reason says why a node sends none; empty when Available.
+	Reason string `json:"reason,omitempty"`
+}
+
+// analyticsView derives a node's AnalyticsView from its type and what its link negotiated.
+func analyticsView(n Node) AnalyticsView {
+	switch {
+	case n.Analytics:
+		return AnalyticsView{Available: true}
+	case n.Type == TypeKong:
+		return AnalyticsView{Reason: "analytics not available: Kong data planes send no traffic aggregates to Gantry"}
+	default:
+		return AnalyticsView{Reason: "analytics not available: the runtime runs with analytics turned off (--analytics=false) or predates them"}
+	}
 }
 
 // CompatibilityStatus is Konnect's node compatibility_status.
@@ -149,13 +188,25 @@ func (c *Cluster) view(n Node, expectedHash string) NodeView {
 		CreatedAt: n.CreatedAt.Unix(), UpdatedAt: n.UpdatedAt.Unix(), ConfigHash: n.ConfigHash,
 		Status: DeriveStatus(n, expectedHash, c.now(), c.opts.PingWait), ConnectedSince: ptr(n.ConnectedSince),
 		Revision: n.Revision, CertExpiry: ptr(n.CertExpiry), SyncStatus: n.SyncStatus, IP: n.IP, Labels: n.Labels,
+		Analytics: analyticsView(n),
 	}
 	v.Connected = v.Status != StatusDisconnected
 	if !v.Connected {
-		v.DisconnectedSince = ptr(n.LastPing)
+		at := n.DisconnectedAt
+		if at.IsZero() || n.Connected {
+			// Connected but silent for longer than the ping wait: it fell silent at its last ping.
+			at = n.LastPing
+		}
+		v.DisconnectedSince = ptr(at)
 	}
 	if n.LastError != "" {
 		v.LastError = &n.LastError
+	}
+	if n.ControlPlaneID != "" {
+		v.ControlPlaneNodeID = &n.ControlPlaneID
+	}
+	if n.EnrollmentTokenID != "" {
+		v.EnrollmentTokenID = &n.EnrollmentTokenID
 	}
 	if v.Labels == nil {
 		v.Labels = map[string]string{}
@@ -175,12 +226,26 @@ func (c *Cluster) view(n Node, expectedHash string) NodeView {
 	return v
 }
 
-// expected returns the hash of the group's current configuration, or "" when it cannot be
-// built.
-func (c *Cluster) expected(ctx context.Context, groupID string) string {
+// expected returns the group's current snapshot, or nil when it cannot be built.
+func (c *Cluster) expected(ctx context.Context, groupID string) *snapshot.Snapshot {
 	s, err := c.snaps.Build(ctx, groupID)
 	if err != nil {
+		return nil
+	}
+	return s
+}
+
+// expectedFor returns the hash node n runs once it runs snapshot s: for a Kong data plane, the
+// hash of the variant for its version (which differs from s.Hash when its version needs a
+// downgraded configuration); for a Gantry runtime, s.Hash. "" when s is nil.
+func (c *Cluster) expectedFor(s *snapshot.Snapshot, n Node) string {
+	if s == nil {
 		return ""
+	}
+	if n.Type == TypeKong {
+		if v, err := s.ForKong(n.Version); err == nil {
+			return v.Hash
+		}
 	}
 	return s.Hash
 }
@@ -197,6 +262,9 @@ func (h *handlers) listNodes(w http.ResponseWriter, r *http.Request, g store.Run
 		size = n
 	}
 	nodes, total, err := h.c.nodes.list(r.Context(), g.ID, q.Get("page[after]"), size+1)
+	if err == nil {
+		err = h.c.markLiveness(r.Context(), nodes)
+	}
 	if err != nil {
 		h.fail(w, r, err)
 		return
@@ -210,18 +278,23 @@ func (h *handlers) listNodes(w http.ResponseWriter, r *http.Request, g store.Run
 	expected := h.c.expected(r.Context(), g.ID)
 	items := make([]NodeView, 0, len(nodes))
 	for _, n := range nodes {
-		items = append(items, h.c.view(n, expected))
+		items = append(items, h.c.view(n, h.c.expectedFor(expected, n)))
 	}
 	api.WriteJSON(w, http.StatusOK, map[string]any{"items": items, "page": map[string]any{"total_count": total, "next": next}})
 }
 
 func (h *handlers) getNode(w http.ResponseWriter, r *http.Request, g store.RuntimeGroup) {
 	n, err := h.c.nodes.get(r.Context(), g.ID, r.PathValue("nodeId"))
+	if err == nil {
+		one := []Node{n}
+		err = h.c.markLiveness(r.Context(), one)
+		n = one[0]
+	}
 	if err != nil {
 		h.fail(w, r, err)
 		return
 	}
-	api.WriteJSON(w, http.StatusOK, map[string]any{"item": h.c.view(n, h.c.expected(r.Context(), g.ID))})
+	api.WriteJSON(w, http.StatusOK, map[string]any{"item": h.c.view(n, h.c.expectedFor(h.c.expected(r.Context(), g.ID), n))})
 }
 
 func (h *handlers) deleteNode(w http.ResponseWriter, r *http.Request, g store.RuntimeGroup) {
@@ -316,27 +389,44 @@ func (h *handlers) deleteCert(w http.ResponseWriter, r *http.Request, g store.Ru
 func (c *Cluster) InstanceCounts(ctx context.Context, groupIDs []string) map[string]map[string]int {
 	out := make(map[string]map[string]int, len(groupIDs))
 	nodes, err := c.nodes.groupsNodes(ctx, groupIDs)
+	if err == nil {
+		err = c.markLiveness(ctx, nodes)
+	}
 	if err != nil {
 		c.log.WarnContext(ctx, "cannot count instances", "err", err)
 		return out
 	}
-	expected := map[string]string{}
+	expected := map[string]*snapshot.Snapshot{}
 	for _, id := range groupIDs {
 		out[id] = map[string]int{}
 	}
 	for _, n := range nodes {
-		e, ok := expected[n.GroupID]
+		s, ok := expected[n.GroupID]
 		if !ok {
-			e = c.expected(ctx, n.GroupID)
-			expected[n.GroupID] = e
+			s = c.expected(ctx, n.GroupID)
+			expected[n.GroupID] = s
 		}
-		out[n.GroupID][string(DeriveStatus(n, e, c.now(), c.opts.PingWait))]++
+		out[n.GroupID][string(DeriveStatus(n, c.expectedFor(s, n), c.now(), c.opts.PingWait))]++
 	}
 	return out
 }
 
+// purgeOnce runs the purge of silent nodes and of the registry rows of long-gone processes, on one
+// process at a time when several share the database.
+func (c *Cluster) purgeOnce(ctx context.Context) {
+	_, err := c.st.Exclusive(ctx, "cluster-purge", func(ctx context.Context, conn *sql.Conn) error {
+		if _, err := c.Purge(ctx); err != nil {
+			return err
+		}
+		return c.forgetProcesses(ctx, conn)
+	})
+	if err != nil && ctx.Err() == nil {
+		c.log.WarnContext(ctx, "purge failed; retrying at the next one", "err", err)
+	}
+}
+
 // Purge deletes the nodes that have been silent for longer than PurgeDelay and returns how many
-// went. Serve runs it periodically.
+// went. Serve runs it periodically, on one process at a time.
 func (c *Cluster) Purge(ctx context.Context) (int64, error) {
 	n, err := c.nodes.purge(ctx, c.now().Add(-c.opts.PurgeDelay))
 	if err != nil {
@@ -347,4 +437,18 @@ func (c *Cluster) Purge(ctx context.Context) (int64, error) {
 		c.log.InfoContext(ctx, "purged silent nodes", "count", n, "purge_delay", c.opts.PurgeDelay)
 	}
 	return n, nil
+}
+
+// NodeHostnames returns the hostname of every catalogued node of the groups, by node id; wire it
+// to analyticsapi.Options.NodeNames. Nodes purged from the catalogue are absent.
+func (c *Cluster) NodeHostnames(ctx context.Context, groupIDs []string) (map[string]string, error) {
+	nodes, err := c.nodes.groupsNodes(ctx, groupIDs)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]string, len(nodes))
+	for _, n := range nodes {
+		out[n.ID] = n.Hostname
+	}
+	return out, nil
 }

@@ -33,6 +33,9 @@ const (
 	// ServerCertValidity is how long the listener's certificate is valid; it is reissued at every
 	// start.
 	ServerCertValidity = 365 * 24 * time.Hour
+	// DefaultEnrolledCertValidity is how long a certificate issued by enrollment or renewal is
+	// valid: instances renew it themselves before it expires (see Options.EnrolledCertValidity).
+	DefaultEnrolledCertValidity = 365 * 24 * time.Hour
 )
 
 // groupURIPrefix starts the URI SAN that names the group of a generated client certificate. The
@@ -132,33 +135,52 @@ func (a *authority) issue(tmpl *x509.Certificate) (certPEM, keyPEM []byte, cert 
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	tmpl.SerialNumber = serial()
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, a.cert, &key.PublicKey, a.key)
+	certPEM, cert, err = a.sign(tmpl, &key.PublicKey)
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("cluster: sign certificate: %w", err)
+		return nil, nil, nil, err
 	}
-	cert, _ = x509.ParseCertificate(der)
 	kd, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kd}), cert, nil
+	return certPEM, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kd}), cert, nil
 }
 
-// issueClient makes a client certificate for a group's instances.
-func (a *authority) issueClient(groupID string, now time.Time) (certPEM, keyPEM []byte, cert *x509.Certificate, err error) {
+// sign signs a certificate for tmpl's subject and the public key pub (whose private key the
+// control plane never sees, for enrollment).
+func (a *authority) sign(tmpl *x509.Certificate, pub any) (certPEM []byte, cert *x509.Certificate, err error) {
+	tmpl.SerialNumber = serial()
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, a.cert, pub, a.key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("cluster: sign certificate: %w", err)
+	}
+	cert, _ = x509.ParseCertificate(der)
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), cert, nil
+}
+
+// clientTemplate is the client certificate of a group's instances.
+func clientTemplate(groupID string, now time.Time, validity time.Duration) (*x509.Certificate, error) {
 	u, err := url.Parse(groupURIPrefix + groupID)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, err
 	}
-	return a.issue(&x509.Certificate{
+	return &x509.Certificate{
 		Subject:     pkix.Name{CommonName: "gantry-runtime", Organization: []string{"Gantry"}, OrganizationalUnit: []string{groupID}},
 		URIs:        []*url.URL{u},
 		NotBefore:   now.Add(-time.Hour),
-		NotAfter:    now.Add(ClientCertValidity),
+		NotAfter:    now.Add(validity),
 		KeyUsage:    x509.KeyUsageDigitalSignature,
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	})
+	}, nil
+}
+
+// issueClient makes a client certificate and key for a group's instances.
+func (a *authority) issueClient(groupID string, now time.Time) (certPEM, keyPEM []byte, cert *x509.Certificate, err error) {
+	tmpl, err := clientTemplate(groupID, now, ClientCertValidity)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return a.issue(tmpl)
 }
 
 // issueServer makes the cluster listener's certificate for names (DNS names or IP addresses).
@@ -181,7 +203,14 @@ func (a *authority) issueServer(names []string, now time.Time) (tls.Certificate,
 	if err != nil {
 		return tls.Certificate{}, err
 	}
-	return tls.X509KeyPair(certPEM, keyPEM)
+	pair, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	// The chain carries the CA too, so that an enrolling instance can check it against the
+	// fingerprint its token holds before it trusts anything.
+	pair.Certificate = append(pair.Certificate, a.cert.Raw)
+	return pair, nil
 }
 
 // Fingerprint returns the hex SHA-256 of a certificate's DER encoding, the identity of a pinned

@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -31,6 +32,11 @@ type Certificate struct {
 	CreatedAt int64 `json:"created_at"`
 	UpdatedAt int64 `json:"updated_at"`
 	ExpiresAt int64 `json:"expires_at"`
+	// Labels are the labels of the enrollment token that issued it, which its instances carry;
+	// empty for other certificates.
+	Labels map[string]string `json:"labels,omitempty"`
+	// EnrollmentTokenID is the enrollment token that issued it; empty for other certificates.
+	EnrollmentTokenID string `json:"enrollment_token_id,omitempty"`
 }
 
 // IssuedCertificate is what IssueCertificate returns once: the key is not kept by the control
@@ -83,21 +89,44 @@ func (c *Cluster) pin(ctx context.Context, groupID, title, certPEM, fp string, e
 	now := c.now().Unix()
 	p := Certificate{ID: uuid.NewString(), GroupID: groupID, Cert: strings.TrimSpace(certPEM) + "\n", Title: title, Fingerprint: fp,
 		Generated: generated, CreatedAt: now, UpdatedAt: now, ExpiresAt: expires.Unix()}
-	_, err := c.st.DB().ExecContext(ctx, c.st.Rebind(`INSERT INTO dp_client_certificates (id, group_id, cert_pem, fingerprint, title, generated, created_at, updated_at, expires_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`), p.ID, groupID, p.Cert, fp, title, generated, now, now, p.ExpiresAt)
-	if err != nil {
-		return Certificate{}, fmt.Errorf("pin certificate: %w", c.st.MapError(err))
+	if err := c.insertPin(ctx, c.st.DB(), p); err != nil {
+		return Certificate{}, err
 	}
 	return p, nil
 }
 
-const certColumns = `id, group_id, cert_pem, fingerprint, title, generated, created_at, updated_at, expires_at`
+// execer is a *sql.DB or a *sql.Tx.
+type execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+// insertPin stores p, the one place pins are written (by hand, generated, enrolled or renewed).
+func (c *Cluster) insertPin(ctx context.Context, db execer, p Certificate) error {
+	labels := []byte("{}")
+	if len(p.Labels) > 0 {
+		labels, _ = json.Marshal(p.Labels) // a map of strings always encodes
+	}
+	_, err := db.ExecContext(ctx, c.st.Rebind(`INSERT INTO dp_client_certificates
+		(id, group_id, cert_pem, fingerprint, title, generated, created_at, updated_at, expires_at, labels, enrollment_token_id)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+		p.ID, p.GroupID, p.Cert, p.Fingerprint, p.Title, p.Generated, p.CreatedAt, p.UpdatedAt, p.ExpiresAt, string(labels), p.EnrollmentTokenID)
+	if err != nil {
+		return fmt.Errorf("pin certificate: %w", c.st.MapError(err))
+	}
+	return nil
+}
+
+const certColumns = `id, group_id, cert_pem, fingerprint, title, generated, created_at, updated_at, expires_at, labels, enrollment_token_id`
 
 func scanCert(row interface{ Scan(...any) error }) (Certificate, error) {
 	var p Certificate
-	err := row.Scan(&p.ID, &p.GroupID, &p.Cert, &p.Fingerprint, &p.Title, &p.Generated, &p.CreatedAt, &p.UpdatedAt, &p.ExpiresAt)
+	var labels string
+	err := row.Scan(&p.ID, &p.GroupID, &p.Cert, &p.Fingerprint, &p.Title, &p.Generated, &p.CreatedAt, &p.UpdatedAt, &p.ExpiresAt, &labels, &p.EnrollmentTokenID)
 	if errors.Is(err, sql.ErrNoRows) {
 		return p, fmt.Errorf("certificate: %w", store.ErrNotFound)
+	}
+	if err == nil && labels != "" && labels != "{}" {
+		err = json.Unmarshal([]byte(labels), &p.Labels)
 	}
 	return p, err
 }

@@ -36,6 +36,8 @@ import (
 	"github.com/gantry-gw/gantry/internal/cp/store"
 	"github.com/gantry-gw/gantry/internal/cp/store/sqlstore"
 	"github.com/gantry-gw/gantry/internal/wire"
+	"github.com/gantry-gw/gantry/internal/wire/telemetry"
+	"github.com/google/uuid"
 )
 
 // Defaults of Options.
@@ -74,6 +76,10 @@ type Options struct {
 	// instances use as cluster_server_name). Defaults to localhost, 127.0.0.1, ::1 and the host
 	// name.
 	ServerNames []string
+	// ServerCertificate, when set, supplies the listener's certificate (a certificate from the
+	// user's own PKI, reloaded when renewed) instead of one issued from the CA for ServerNames.
+	// Instances must then trust its issuer.
+	ServerCertificate func(*tls.ClientHelloInfo) (*tls.Certificate, error)
 
 	// KongVersion is the Kong version whose protocol the control plane speaks, used for Kong's
 	// version checks; defaults to schema.KongVersion.
@@ -96,6 +102,44 @@ type Options struct {
 	FlushInterval time.Duration
 	// WriteTimeout bounds one frame write; defaults to 30 s.
 	WriteTimeout time.Duration
+
+	// Analytics, if set, stores the analytics batches of Gantry runtimes; the control plane then
+	// announces wire.CapAnalytics. Without it the capability is not offered, and runtimes keep
+	// their batches.
+	Analytics Ingester
+	// AnalyticsQueue bounds the analytics batches of one link waiting to be stored; defaults to
+	// DefaultAnalyticsQueue.
+	AnalyticsQueue int
+	// AnalyticsTimeout bounds the storing of one analytics batch; defaults to 30 s.
+	AnalyticsTimeout time.Duration
+
+	// ProcessID names this control plane process among those sharing the database (the
+	// control_plane_nodes registry, and which process holds each instance's link); defaults to
+	// a new UUID, so each start is a new process.
+	ProcessID string
+	// Hostname, Version and APIAddress describe this process in the registry; Hostname
+	// defaults to the machine's.
+	Hostname, Version, APIAddress string
+	// EnrolledCertValidity is how long certificates issued by enrollment and renewal are valid;
+	// defaults to DefaultEnrolledCertValidity.
+	EnrolledCertValidity time.Duration
+	// HeartbeatInterval is how often this process refreshes its registry row; a process silent
+	// for three intervals counts as gone, and the instances it held as disconnected. Defaults to
+	// DefaultHeartbeatInterval.
+	HeartbeatInterval time.Duration
+}
+
+// DefaultAnalyticsQueue is the default of Options.AnalyticsQueue: a runtime flushes every 10 s,
+// so 8 batches waiting means the database has been slow for over a minute.
+const DefaultAnalyticsQueue = 8
+
+// Ingester stores analytics batches (package internal/cp/analytics implements it). The link
+// acknowledges a batch with a telemetry_ack once IngestAnalytics returned nil, which must mean the
+// batch is durably stored, was a duplicate of a stored one (same node id and seq), or is
+// discarded for good (its group is gone, its minutes are past retention). An error means nothing
+// was stored: the batch is not acknowledged and the runtime sends it again after reconnecting.
+type Ingester interface {
+	IngestAnalytics(ctx context.Context, groupID, nodeID string, seq int64, b *telemetry.Batch) error
 }
 
 // Cluster is the cluster side of the control plane. Build it with New, serve instances with
@@ -112,6 +156,11 @@ type Cluster struct {
 	nodes     nodeStore
 	hub       *hub
 	local     wire.GantryHello
+	// started is when New ran: the process's start in the registry.
+	started time.Time
+	// listenAddr is the cluster listener's bound address: set by Serve before it starts the
+	// goroutines that read it, and never again.
+	listenAddr string
 }
 
 // New checks opts, loads (or creates) the CA, issues the listener's certificate and subscribes
@@ -157,6 +206,18 @@ func New(ctx context.Context, opts Options) (*Cluster, error) {
 	setDefault(&opts.MinPushInterval, DefaultMinPushInterval)
 	setDefault(&opts.FlushInterval, DefaultFlushInterval)
 	setDefault(&opts.WriteTimeout, 30*time.Second)
+	setDefault(&opts.AnalyticsTimeout, 30*time.Second)
+	setDefault(&opts.HeartbeatInterval, DefaultHeartbeatInterval)
+	setDefault(&opts.EnrolledCertValidity, DefaultEnrolledCertValidity)
+	if opts.ProcessID == "" {
+		opts.ProcessID = uuid.NewString()
+	}
+	if opts.Hostname == "" {
+		opts.Hostname, _ = os.Hostname() // informational only
+	}
+	if opts.AnalyticsQueue <= 0 {
+		opts.AnalyticsQueue = DefaultAnalyticsQueue
+	}
 	if opts.PurgeDelay < time.Minute {
 		// Kong requires at least 60 s, so that a node is never purged between two pings.
 		return nil, fmt.Errorf("cluster: PurgeDelay %s is shorter than a minute", opts.PurgeDelay)
@@ -174,25 +235,38 @@ func New(ctx context.Context, opts Options) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
+	caps := []string{wire.CapRevisions, wire.CapTelemetry}
+	if opts.Analytics != nil {
+		caps = append(caps, wire.CapAnalytics)
+	}
 	c := &Cluster{
 		opts: opts, st: opts.Store, es: opts.Entities, snaps: snaps, log: opts.Logger.With("component", "cluster"),
-		now: opts.Now, ca: ca, nodes: nodeStore{st: opts.Store},
-		local: wire.GantryHello{ProtocolVersion: wire.ProtocolVersion, Capabilities: []string{wire.CapRevisions, wire.CapTelemetry}},
+		now: opts.Now, ca: ca, nodes: nodeStore{st: opts.Store}, started: opts.Now(),
+		local: wire.GantryHello{ProtocolVersion: wire.ProtocolVersion, Capabilities: caps},
 	}
 	c.hub = newHub(c)
 	c.tlsConfig = &tls.Config{
 		MinVersion:   tls.VersionTLS12,
 		Certificates: []tls.Certificate{serverCert},
 		// Any certificate is requested; trust is decided by verifyPeer (pins and the CA), not by
-		// Go's chain verification alone, so that each refusal is logged with its reason.
-		ClientAuth: tls.RequireAnyClientCert,
+		// Go's chain verification alone, so that each refusal is logged with its reason. A
+		// connection without one may only enroll (wire.EnrollPath); the handler refuses it
+		// everything else.
+		ClientAuth: tls.RequestClientCert,
 		NextProtos: []string{"http/1.1"},
+	}
+	if opts.ServerCertificate != nil {
+		// Go consults GetCertificate only when Certificates is empty or the client sent SNI.
+		c.tlsConfig.Certificates, c.tlsConfig.GetCertificate = nil, opts.ServerCertificate
 	}
 	c.tlsConfig.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
 		cfg := c.tlsConfig.Clone()
 		cfg.GetConfigForClient = nil
 		remote := hello.Conn.RemoteAddr().String()
 		cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 {
+				return nil // enrollment only: the handler checks
+			}
 			_, err := c.identify(hello.Context(), cs.PeerCertificates)
 			if err != nil {
 				c.log.Warn("refused runtime instance at the TLS handshake", "remote", remote, "reason", err.Error())
@@ -201,7 +275,13 @@ func New(ctx context.Context, opts Options) (*Cluster, error) {
 		}
 		return cfg, nil
 	}
-	opts.Entities.OnCommit(func(groupID string, _ int64) { c.hub.wake(groupID) })
+	// After each commit: push to the group's instances, and build its configuration even when
+	// none is connected, so that the revision's history row gets its hash.
+	opts.Entities.OnCommit(func(groupID string, _ int64) {
+		c.hub.wake(groupID)
+		c.snaps.BuildSoon(groupID)
+	})
+	go c.snaps.Run(ctx)
 	return c, nil
 }
 
@@ -220,6 +300,9 @@ type peerIdentity struct {
 	groupID     string
 	fingerprint string
 	expiry      time.Time
+	// labels and tokenID come from the enrollment token that issued the certificate.
+	labels  map[string]string
+	tokenID string
 	// groupDeleted: the certificate was generated for a group that no longer exists. It passes
 	// the handshake so that the upgrade can be refused with a reason the instance logs.
 	groupDeleted bool
@@ -246,7 +329,7 @@ func (c *Cluster) identify(ctx context.Context, chain []*x509.Certificate) (peer
 	defer cancel()
 	pin, err := c.certByFingerprint(ctx, fp)
 	if err == nil {
-		return peerIdentity{groupID: pin.GroupID, fingerprint: fp, expiry: leaf.NotAfter}, nil
+		return peerIdentity{groupID: pin.GroupID, fingerprint: fp, expiry: leaf.NotAfter, labels: pin.Labels, tokenID: pin.EnrollmentTokenID}, nil
 	}
 	if !isNotFound(err) {
 		return peerIdentity{}, fmt.Errorf("looking up %s: %w", desc, err)
@@ -291,6 +374,16 @@ func (c *Cluster) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+wire.OutletPath, c.serveOutlet)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == wire.EnrollPath && r.TLS != nil {
+			if r.Method != http.MethodPost {
+				w.Header().Set("Allow", http.MethodPost)
+				writeMessage(w, http.StatusMethodNotAllowed, "enrollment is POST "+wire.EnrollPath)
+				return
+			}
+			c.serveEnroll(w, r)
+			return
+		}
+		renew := r.URL.Path == wire.RenewPath
 		if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
 			http.Error(w, `{"message":"a client certificate is required"}`, http.StatusUnauthorized)
 			return
@@ -305,6 +398,15 @@ func (c *Cluster) Handler() http.Handler {
 			msg := "runtime group " + id.groupID + " was deleted: this instance is orphaned and keeps serving its last configuration"
 			c.log.WarnContext(r.Context(), "refused runtime instance", "remote", r.RemoteAddr, "group", id.groupID, "reason", msg)
 			writeMessage(w, http.StatusForbidden, msg)
+			return
+		}
+		if renew {
+			if r.Method != http.MethodPost {
+				w.Header().Set("Allow", http.MethodPost)
+				writeMessage(w, http.StatusMethodNotAllowed, "renewal is POST "+wire.RenewPath)
+				return
+			}
+			c.serveRenew(w, r, id)
 			return
 		}
 		mux.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), identityKey{}, id)))
@@ -323,6 +425,12 @@ func (c *Cluster) Serve(ctx context.Context, ln net.Listener) error {
 		ErrorLog:    slog.NewLogLogger(c.log.Handler(), slog.LevelInfo),
 		BaseContext: func(net.Listener) context.Context { return ctx },
 	}
+	c.listenAddr = ln.Addr().String()
+	// The registry row goes in before any instance connects, so that the links this process
+	// records are never shown as held by an unknown process.
+	if err := c.heartbeat(ctx); err != nil {
+		c.log.Warn("cannot register this control plane process; retrying with the next heartbeat", "err", err)
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -339,10 +447,13 @@ func (c *Cluster) Serve(ctx context.Context, ln net.Listener) error {
 	cancel()
 	sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer scancel()
-	srv.Shutdown(sctx)
+	if err := srv.Shutdown(sctx); err != nil {
+		c.log.Warn("cluster listener shutdown", "err", err)
+	}
 	c.hub.closeAll("control plane is shutting down")
 	wg.Wait()
 	c.hub.flush(sctx)
+	c.leave(sctx)
 	return err
 }
 
@@ -359,5 +470,5 @@ func isNotFound(err error) bool { return errors.Is(err, store.ErrNotFound) }
 func writeMessage(w http.ResponseWriter, status int, msg string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(map[string]string{"message": msg})
+	_ = json.NewEncoder(w).Encode(map[string]string{"message": msg})
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"strings"
@@ -55,6 +56,13 @@ type conn struct {
 	groupID string       // immutable
 	// gantry: the runtime negotiated revision frames (acks and nacks).
 	gantry bool
+	// kongVersion is set for a Kong data plane: the version it announced, which decides the
+	// configuration variant (snapshot.KongVariant) it is sent. Gantry runtimes get the full
+	// configuration.
+	kongVersion string
+	// versionIssue is the warning for a Kong data plane newer than the control plane; nil
+	// otherwise.
+	versionIssue *wire.CompatibilityIssue
 	// checkPlugins are the control plane's plugins checked against the instance's.
 	checkPlugins []wire.PluginInfo
 	plugins      []wire.PluginInfo
@@ -62,6 +70,11 @@ type conn struct {
 	cancel       context.CancelFunc
 	wakeCh       chan struct{}
 	done         chan struct{} // closed when the link's goroutines are finished
+	// analytics queues the link's analytics batches for ingestLoop; nil unless the runtime
+	// negotiated wire.CapAnalytics and the cluster has an Ingester.
+	analytics chan *wire.Telemetry
+	// dropLog rate-limits the warnings about dropped telemetry frames; read loop only.
+	dropLog logLimiter
 
 	// mu guards everything below.
 	mu        sync.Mutex
@@ -104,7 +117,7 @@ func (c *Cluster) serveOutlet(w http.ResponseWriter, r *http.Request) {
 	hcancel()
 	if err != nil {
 		log.Warn("no basic_info from the data plane", "err", err)
-		ws.Close(websocket.StatusProtocolError, "expected basic_info")
+		_ = ws.Close(websocket.StatusProtocolError, "expected basic_info")
 		return
 	}
 	var info *wire.BasicInfo
@@ -115,17 +128,26 @@ func (c *Cluster) serveOutlet(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		log.Warn("refused runtime instance: bad basic_info", "reason", err.Error())
-		ws.Close(websocket.StatusPolicyViolation, truncate(err.Error()))
+		_ = ws.Close(websocket.StatusPolicyViolation, truncate(err.Error()))
 		return
 	}
 	now := c.now()
 	host, _, _ := net.SplitHostPort(r.RemoteAddr)
 	cn.plugins = info.Plugins
 	cn.checkPlugins = c.opts.Plugins
+	labels := info.Labels
+	if len(id.labels) > 0 {
+		// The enrollment token's labels apply whatever the instance announces.
+		labels = maps.Clone(info.Labels)
+		if labels == nil {
+			labels = map[string]string{}
+		}
+		maps.Copy(labels, id.labels)
+	}
 	cn.node = Node{
-		GroupID: id.groupID, ID: q.NodeID, Hostname: q.Hostname, Version: q.Version, Type: TypeKong, IP: host, Labels: info.Labels,
+		GroupID: id.groupID, ID: q.NodeID, Hostname: q.Hostname, Version: q.Version, Type: TypeKong, IP: host, Labels: labels, EnrollmentTokenID: id.tokenID,
 		Connected: true, ConnectedSince: now, LastPing: now, ConfigHash: wire.EmptyConfigHash, CertExpiry: id.expiry,
-		SyncStatus: wire.SyncStatusUnknown, CreatedAt: now, UpdatedAt: now,
+		SyncStatus: wire.SyncStatusUnknown, CreatedAt: now, UpdatedAt: now, ControlPlaneID: c.opts.ProcessID,
 	}
 	if existing, err := c.nodes.get(r.Context(), id.groupID, q.NodeID); err == nil {
 		cn.node.CreatedAt = existing.CreatedAt
@@ -133,10 +155,15 @@ func (c *Cluster) serveOutlet(w http.ResponseWriter, r *http.Request) {
 	}
 	if info.Gantry != nil {
 		cn.node.Type = TypeGantry
+		if h := info.Gantry.ConfigHash; len(h) == 32 && info.Gantry.Revision >= 0 {
+			// What it serves now, as it says: after a failover from another control plane
+			// process, nothing is sent again until the group changes.
+			cn.node.ConfigHash, cn.node.Revision = h, info.Gantry.Revision
+		}
 		hello, err := wire.Negotiate(c.local, info.Gantry)
 		if err != nil {
 			log.Warn("refused runtime instance: bad protocol version", "reason", err.Error())
-			ws.Close(websocket.StatusPolicyViolation, truncate(err.Error()))
+			_ = ws.Close(websocket.StatusPolicyViolation, truncate(err.Error()))
 			return
 		}
 		frame, err := wire.EncodeCPFrame(hello)
@@ -148,6 +175,10 @@ func (c *Cluster) serveOutlet(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		cn.gantry = hello.Has(wire.CapRevisions)
+		if hello.Has(wire.CapAnalytics) && c.opts.Analytics != nil {
+			cn.analytics = make(chan *wire.Telemetry, c.opts.AnalyticsQueue)
+			cn.node.Analytics = true
+		}
 		// A Gantry runtime versions its plugins with its own releases: only presence matters.
 		cn.checkPlugins = make([]wire.PluginInfo, len(c.opts.Plugins))
 		for i, p := range c.opts.Plugins {
@@ -162,8 +193,21 @@ func (c *Cluster) serveOutlet(w http.ResponseWriter, r *http.Request) {
 		cn.node.Compatibility = []wire.CompatibilityIssue{ie.Issue}
 		c.recordNode(r.Context(), cn.node)
 		log.Warn("refused runtime instance: incompatible version", "reason", ie.Message)
-		ws.Close(websocket.StatusPolicyViolation, truncate(ie.Message))
+		_ = ws.Close(websocket.StatusPolicyViolation, truncate(ie.Message))
 		return
+	} else {
+		cn.kongVersion = q.Version
+		if cn.versionIssue = wire.NewerVersionIssue(c.opts.KongVersion, q.Version); cn.versionIssue != nil {
+			// A newer data plane's bundled plugins carry its newer version; they accept the
+			// configuration of the control plane's version, so only their presence is checked.
+			cn.checkPlugins = make([]wire.PluginInfo, len(c.opts.Plugins))
+			for i, p := range c.opts.Plugins {
+				cn.checkPlugins[i] = wire.PluginInfo{Name: p.Name}
+			}
+			cn.node.Compatibility = []wire.CompatibilityIssue{*cn.versionIssue}
+			log.Info("data plane is newer than the control plane's Kong version; serving it that version's configuration",
+				"control_plane_version", c.opts.KongVersion)
+		}
 	}
 	c.recordNode(r.Context(), cn.node)
 	log.Info("runtime instance connected", "type", cn.node.Type, "cert_expiry", id.expiry)
@@ -174,6 +218,9 @@ func (c *Cluster) serveOutlet(w http.ResponseWriter, r *http.Request) {
 	c.hub.register(cn)
 	var wg sync.WaitGroup
 	wg.Go(cn.writeLoop)
+	if cn.analytics != nil {
+		wg.Go(cn.ingestLoop)
+	}
 	// The first configuration goes out at once; later ones come from the group's pusher.
 	if snap, err := c.snaps.Build(cn.ctx, cn.groupID); err == nil {
 		c.hub.noteRevision(cn.groupID, snap.Revision)
@@ -189,6 +236,7 @@ func (c *Cluster) serveOutlet(w http.ResponseWriter, r *http.Request) {
 	cn.mu.Lock()
 	cn.node.Connected = false
 	cn.node.UpdatedAt = c.now()
+	cn.node.DisconnectedAt = cn.node.UpdatedAt
 	orphaned := cn.orphaned
 	cn.mu.Unlock()
 	if !orphaned {
@@ -197,7 +245,7 @@ func (c *Cluster) serveOutlet(w http.ResponseWriter, r *http.Request) {
 		c.hub.flush(fctx)
 		fcancel()
 	}
-	ws.CloseNow()
+	_ = ws.CloseNow()
 	log.Info("runtime instance disconnected", "reason", errString(err))
 }
 
@@ -272,16 +320,31 @@ func (cn *conn) writeLoop() {
 	}
 }
 
-// push sends snap unless the instance already runs it or cannot run it.
+// push sends snap unless the instance already runs it or cannot run it. A Kong data plane is sent
+// the variant of snap for its version (downgraded when it is older than the control plane), and
+// is expected to report that variant's hash.
 func (cn *conn) push(snap *snapshot.Snapshot) error {
-	compat := wire.CheckConfigurationCompatibility(cn.checkPlugins, cn.plugins, snap.ConfigTable)
+	table, hash := snap.ConfigTable, snap.Hash
+	var variant *snapshot.KongVariant
+	if cn.kongVersion != "" {
+		v, err := snap.ForKong(cn.kongVersion)
+		if err != nil {
+			return err
+		}
+		variant, table, hash = v, v.ConfigTable, v.Hash
+	}
+	compat := wire.CheckConfigurationCompatibility(cn.checkPlugins, cn.plugins, table)
 	cn.mu.Lock()
-	cn.remember(snap.Hash, snap.Revision)
-	if cn.node.ConfigHash == snap.Hash || cn.lastSent == snap.Hash {
+	cn.remember(hash, snap.Revision)
+	if cn.node.ConfigHash == hash || cn.lastSent == hash {
 		// Already running it, or already sent it on this link (a runtime that rejected it
 		// must not be sent it again and again).
-		if cn.node.ConfigHash == snap.Hash {
+		if cn.node.ConfigHash == hash {
 			cn.node.Revision = snap.Revision
+		}
+		if compat.Compatible() {
+			// A data plane that reconnects already running it keeps its warnings.
+			cn.node.Compatibility = cn.warnings(variant)
 		}
 		cn.mu.Unlock()
 		cn.h.markDirty(cn)
@@ -298,19 +361,43 @@ func (cn *conn) push(snap *snapshot.Snapshot) error {
 		return nil
 	}
 	cn.node.SyncStatus = wire.SyncStatusNormal
-	cn.node.Compatibility = nil
-	cn.lastSent = snap.Hash
+	cn.node.Compatibility = cn.warnings(variant)
+	cn.lastSent = hash
+	nodeID := cn.node.ID
 	cn.mu.Unlock()
 	cn.h.markDirty(cn)
 
-	frame, err := snap.KongFrame()
-	if cn.gantry && snap.Revision > 0 {
+	var frame []byte
+	var err error
+	switch {
+	case variant != nil:
+		if variant.Hash != snap.Hash {
+			cn.h.c.log.Debug("sending a configuration downgraded for the data plane's version", "group", cn.groupID, "node", nodeID,
+				"version", cn.kongVersion, "revision", snap.Revision, "hash", variant.Hash, "warnings", len(variant.Issues))
+		}
+		frame, err = variant.KongFrame()
+	case cn.gantry && snap.Revision > 0:
 		frame, err = snap.GantryFrame()
+	default:
+		frame, err = snap.KongFrame()
 	}
 	if err != nil {
 		return err
 	}
 	return cn.write(cn.ctx, frame)
+}
+
+// warnings returns the node's compatibility warnings for a configuration it is sent: the newer
+// version warning and the downgrade's; nil when there are none.
+func (cn *conn) warnings(v *snapshot.KongVariant) []wire.CompatibilityIssue {
+	var out []wire.CompatibilityIssue
+	if cn.versionIssue != nil {
+		out = append(out, *cn.versionIssue)
+	}
+	if v != nil {
+		out = append(out, v.Issues...)
+	}
+	return out
 }
 
 // remember records that hash is revision's configuration; caller holds mu.
@@ -366,7 +453,7 @@ func (cn *conn) reportHashLocked(hash string, rev int64, now time.Time) bool {
 	default:
 		if r, ok := cn.sent[hash]; ok {
 			cn.node.Revision = r
-		} else if s := cn.h.c.snaps.Cached(cn.groupID); s != nil && s.Hash == hash {
+		} else if s := cn.h.c.snaps.Cached(cn.groupID); s != nil && cn.h.c.expectedFor(s, cn.node) == hash {
 			cn.node.Revision = s.Revision
 		} else {
 			cn.node.Revision = 0
@@ -401,6 +488,11 @@ func (cn *conn) readLoop() error {
 			log.Warn("ignoring unreadable frame", "node", nodeID, "err", err)
 			continue
 		}
+		if t, ok := msg.(*wire.Telemetry); ok {
+			cn.onTelemetry(t, nodeID)
+			cn.h.markDirty(cn)
+			continue
+		}
 		changed := false
 		cn.mu.Lock()
 		switch m := msg.(type) {
@@ -417,8 +509,6 @@ func (cn *conn) readLoop() error {
 			cn.node.UpdatedAt = now
 			changed = true
 			log.Warn("instance could not apply the configuration", "node", nodeID, "error", cn.node.LastError)
-		case *wire.Telemetry:
-			// The channel is reserved; batches are accepted and dropped until ingest exists.
 		default:
 			log.Debug("ignoring frame", "node", nodeID, "type", fmt.Sprintf("%T", msg))
 		}
@@ -469,14 +559,20 @@ func (cn *conn) snapshotNode() (Node, bool) {
 // orphan tells the instance its group was deleted, then closes the link.
 func (cn *conn) orphan() {
 	cn.mu.Lock()
+	was := cn.orphaned
 	cn.orphaned = true
 	cn.mu.Unlock()
+	if was {
+		// Told already: a deletion arrives from the API, the database's notification and the
+		// pusher, and the instance gets one notice.
+		return
+	}
 	if cn.gantry || cn.node.Type == TypeGantry {
 		frame, err := encodeOrphaned(cn.groupID)
 		if err == nil && cn.ctx != nil {
 			// The notice goes out even when the link is already closing, within its own bound.
 			ctx, cancel := context.WithTimeout(context.WithoutCancel(cn.ctx), 2*time.Second)
-			cn.ws.Write(ctx, websocket.MessageBinary, frame)
+			_ = cn.ws.Write(ctx, websocket.MessageBinary, frame) // best effort: the link closes next
 			cancel()
 		}
 	}
@@ -492,7 +588,7 @@ func encodeOrphaned(groupID string) ([]byte, error) {
 func (cn *conn) close(code websocket.StatusCode, reason string) {
 	go func() {
 		// Close waits up to 5 s for the peer's answer; do not hold up the caller.
-		cn.ws.Close(code, truncate(reason))
+		_ = cn.ws.Close(code, truncate(reason))
 	}()
 	if cn.cancel != nil {
 		// Reading stops once the close handshake finishes or times out; cancelling at once

@@ -70,7 +70,10 @@ func newEnv(t testing.TB, st *sqlstore.Store, mod func(*Options)) *env {
 	t.Cleanup(func() {
 		cancel()
 		select {
-		case <-done:
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Serve: %v", err)
+			}
 		case <-time.After(15 * time.Second):
 			t.Error("Serve did not return")
 		}
@@ -139,8 +142,10 @@ func (e *env) peer(groupID string, mod func(*kongpeer.Options)) *kongpeer.Peer {
 	go func() { errc <- p.Run(ctx) }()
 	e.t.Cleanup(func() {
 		cancel()
-		p.Close()
-		<-errc
+		_ = p.Close()
+		if err := <-errc; err != nil {
+			e.t.Logf("peer stopped: %v", err)
+		}
 	})
 	return p
 }
@@ -209,7 +214,7 @@ func (e *env) do(method, path string, body any) resp {
 	defer res.Body.Close()
 	raw, _ := io.ReadAll(res.Body)
 	r := resp{status: res.StatusCode, raw: string(raw)}
-	json.Unmarshal(raw, &r.body)
+	_ = json.Unmarshal(raw, &r.body) // not every answer is JSON; those are read from r.raw
 	return r
 }
 
@@ -251,6 +256,11 @@ type gantryClient struct {
 }
 
 func dialGantry(t testing.TB, addr string, cert tls.Certificate, roots *x509.CertPool, nodeID string) (*gantryClient, error) {
+	return dialGantryCaps(t, addr, cert, roots, nodeID, []string{wire.CapRevisions})
+}
+
+// dialGantryCaps is dialGantry announcing the given capabilities.
+func dialGantryCaps(t testing.TB, addr string, cert tls.Certificate, roots *x509.CertPool, nodeID string, caps []string) (*gantryClient, error) {
 	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{cert}, ServerName: "127.0.0.1"}}}
 	q := wire.NodeQuery{NodeID: nodeID, Hostname: "gantry-rt", Version: "0.1.0"}.RawQuery()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -261,7 +271,7 @@ func dialGantry(t testing.TB, addr string, cert tls.Certificate, roots *x509.Cer
 	}
 	ws.SetReadLimit(wire.DefaultMaxPayload)
 	info, _ := wire.EncodeBasicInfo(&wire.BasicInfo{Plugins: allPlugins(), Labels: map[string]string{"zone": "a"},
-		Gantry: &wire.GantryHello{ProtocolVersion: wire.ProtocolVersion, Capabilities: []string{wire.CapRevisions}}})
+		Gantry: &wire.GantryHello{ProtocolVersion: wire.ProtocolVersion, Capabilities: caps}})
 	if err := ws.Write(ctx, websocket.MessageBinary, info); err != nil {
 		return nil, err
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/gantry-gw/gantry/internal/cp/store"
+	"github.com/gantry-gw/gantry/internal/cp/store/sqlstore"
 )
 
 // hub tracks the links this process holds, per group, and pushes snapshots to them.
@@ -129,6 +130,7 @@ func (h *hub) allConns() []*conn {
 func (h *hub) runPusher(p *pusher) {
 	log := h.c.log.With("group", p.id)
 	var last time.Time
+	failures := 0 // consecutive failed builds
 	for {
 		select {
 		case <-h.ctx.Done():
@@ -165,9 +167,15 @@ func (h *hub) runPusher(p *pusher) {
 			return
 		}
 		if err != nil {
-			log.Error("cannot build the group's configuration; instances keep their current one", "err", err)
+			// Retry on its own (a database back from an outage, a broken pooled connection)
+			// rather than wait for the next commit or poll, backing off while it lasts.
+			retry := min(500*time.Millisecond<<min(failures, 5), 10*time.Second)
+			failures++
+			log.Error("cannot build the group's configuration; instances keep their current one", "err", err, "retry_in", retry)
+			time.AfterFunc(retry, func() { h.wake(p.id) })
 			continue
 		}
+		failures = 0
 		h.mu.Lock()
 		p.knownRev = max(p.knownRev, snap.Revision)
 		targets := slices.Collect(maps.Keys(p.conns))
@@ -192,7 +200,25 @@ func (h *hub) background(ctx context.Context) {
 		defer t.Stop()
 		poll = t.C
 	}
-	h.c.Purge(ctx)
+	heartbeat := time.NewTicker(h.c.opts.HeartbeatInterval)
+	defer heartbeat.Stop()
+	// Commits made through other processes sharing a PostgreSQL database arrive at once by
+	// notification; the poll stays as the safety net for notifications lost while the listener
+	// reconnects (it also polls every time it starts listening).
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	lctx, lcancel := context.WithCancel(ctx)
+	defer lcancel()
+	wg.Go(func() {
+		err := h.c.st.ListenRevisions(lctx, sqlstore.ListenOptions{
+			OnRevision:  h.announced,
+			OnListening: func() { go h.poll(lctx) },
+		})
+		if err != nil && !errors.Is(err, sqlstore.ErrNoNotifications) {
+			h.c.log.Warn("revision notifications stopped", "err", err)
+		}
+	})
+	h.c.purgeOnce(ctx)
 	for {
 		select {
 		case <-ctx.Done():
@@ -201,11 +227,32 @@ func (h *hub) background(ctx context.Context) {
 			return
 		case <-flush.C:
 			h.flush(ctx)
+		case <-heartbeat.C:
+			if err := h.c.heartbeat(ctx); err != nil && ctx.Err() == nil {
+				h.c.log.Warn("control plane heartbeat failed; other processes will show this one's instances as disconnected if it lasts", "err", err)
+			}
 		case <-purge.C:
-			h.c.Purge(ctx)
+			h.c.purgeOnce(ctx)
 		case <-poll:
 			h.poll(ctx)
 		}
+	}
+}
+
+// announced handles a revision announced through the database: the group's pusher wakes if the
+// revision is newer than what it offered (this process's own commits are not pushed twice), and
+// a deleted group's instances are orphaned.
+func (h *hub) announced(groupID string, rev int64) {
+	if rev == sqlstore.GroupDeletedRevision {
+		h.c.GroupDeleted(groupID)
+		return
+	}
+	h.mu.Lock()
+	p := h.groups[groupID]
+	newer := p != nil && rev > p.knownRev
+	h.mu.Unlock()
+	if newer {
+		h.wake(groupID)
 	}
 }
 

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
 	"net"
 	"testing"
@@ -14,8 +15,8 @@ import (
 )
 
 // TestPushAcrossProcesses runs two control planes on one PostgreSQL database: a write made
-// through one reaches an instance connected to the other (by the revision poll), and both
-// share one CA.
+// through one reaches an instance connected to the other by the database's notification (process
+// B's poll is off), both share one CA, and each lists both processes.
 func TestPushAcrossProcesses(t *testing.T) {
 	opts := storetest.Options(t, "postgres")
 	ctx := context.Background()
@@ -26,27 +27,10 @@ func TestPushAcrossProcesses(t *testing.T) {
 	t.Cleanup(func() { stA.Close() })
 	a := newEnv(t, stA, nil)
 
-	stB, err := sqlstore.Open(ctx, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { stB.Close() })
-	b, err := New(ctx, Options{Store: stB, Entities: entitystore.New(stB), ServerNames: []string{"127.0.0.1"},
-		PollInterval: 50 * time.Millisecond, FlushInterval: 20 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if string(b.CACertPEM()) != string(a.c.CACertPEM()) {
+	b, ln := serveProcess(t, opts, "process-b", 20*time.Millisecond)
+	if !bytes.Equal(b.CACertPEM(), a.c.CACertPEM()) {
 		t.Fatal("the two processes use different CAs")
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- b.Serve(sctx, ln) }()
-	t.Cleanup(func() { cancel(); <-done })
 
 	a.write(a.group, "first")
 	cert, roots := a.cert(a.group) // issued and pinned through process A
@@ -57,7 +41,12 @@ func TestPushAcrossProcesses(t *testing.T) {
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- p.Run(ctx) }()
-	t.Cleanup(func() { p.Close(); <-errc })
+	t.Cleanup(func() {
+		_ = p.Close()
+		if err := <-errc; err != nil {
+			t.Logf("peer stopped: %v", err)
+		}
+	})
 	if err := p.Wait(waitCtx(t), func() bool { return p.ConfigHash() == a.expected(a.group) }); err != nil {
 		t.Fatalf("instance on process B never got the configuration: %v", err)
 	}
@@ -70,6 +59,57 @@ func TestPushAcrossProcesses(t *testing.T) {
 	waitFor(t, "node visible through A", func() bool {
 		r := a.do("GET", "/v2/runtime-groups/"+a.group+"/nodes", nil)
 		items, _ := r.body["items"].([]any)
-		return len(items) == 1 && items[0].(map[string]any)["status"] == "in_sync"
+		return len(items) == 1 && items[0].(map[string]any)["status"] == "in_sync" &&
+			items[0].(map[string]any)["control_plane_node_id"] == "process-b"
 	})
+	// Each process lists both, with the instance B holds.
+	r := a.do("GET", "/v2/control-plane-nodes", nil)
+	procs, _ := r.body["data"].([]any)
+	if r.status != 200 || len(procs) != 2 {
+		t.Fatalf("control-plane-nodes: %d %v, want processes A and B", r.status, r.body)
+	}
+	seen := map[string]map[string]any{}
+	for _, p := range procs {
+		pm := p.(map[string]any)
+		seen[pm["id"].(string)] = pm
+	}
+	if pb := seen["process-b"]; pb == nil || pb["status"] != "running" || pb["instances"] != float64(1) || pb["self"] != false {
+		t.Fatalf("process B listed as %v", pb)
+	}
+	for id, pm := range seen {
+		if id != "process-b" && (pm["self"] != true || pm["instances"] != float64(0)) {
+			t.Fatalf("process A listed as %v", pm)
+		}
+	}
+}
+
+// serveProcess starts another control plane process on the database of opts, with its revision
+// poll off (so that only notifications carry other processes' commits), and serves it until t ends.
+func serveProcess(t testing.TB, opts sqlstore.Options, id string, flush time.Duration) (*Cluster, net.Listener) {
+	t.Helper()
+	ctx := context.Background()
+	st, err := sqlstore.Open(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	c, err := New(ctx, Options{Store: st, Entities: entitystore.New(st), ServerNames: []string{"127.0.0.1"},
+		PollInterval: -1, FlushInterval: flush, MinPushInterval: -1, ProcessID: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- c.Serve(sctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	return c, ln
 }

@@ -51,8 +51,18 @@ type Node struct {
 	Type   string
 	IP     string
 	Labels map[string]string
-	// Connected is true while a control plane process holds a link with it.
+	// Connected is true while a control plane process holds a link with it. Reads clear it
+	// when that process stopped heartbeating (it died holding the link).
 	Connected bool
+	// ControlPlaneID is the control plane process holding (or that last held) its link; ""
+	// for rows written before processes were recorded.
+	ControlPlaneID string
+	// DisconnectedAt is when its last link ended; zero while connected, or when unknown (then
+	// reads fill it in: the last heartbeat of a process that died, or the last ping).
+	DisconnectedAt time.Time
+	// EnrollmentTokenID is the enrollment token that issued the certificate it connected with;
+	// empty for other certificates.
+	EnrollmentTokenID string
 	// ConnectedSince is when the current (or last) link was established; zero if never.
 	ConnectedSince time.Time
 	// LastPing is the last time anything was heard from it.
@@ -72,12 +82,18 @@ type Node struct {
 	// Compatibility lists why the configuration is (or would be) withheld; empty when
 	// compatible.
 	Compatibility []wire.CompatibilityIssue
-	CreatedAt     time.Time
-	UpdatedAt     time.Time
+	// Analytics is true when its current (or last) link negotiated the analytics capability
+	// with this control plane: it sends per-minute traffic aggregates.
+	Analytics bool
+	CreatedAt time.Time
+	UpdatedAt time.Time
 }
 
-// DeriveStatus says what state n is in, given the hash of its group's current configuration,
-// the time now and how long a connected node may stay silent (pingWait).
+// DeriveStatus says what state n is in, given the hash n reports once it runs its group's current
+// configuration (expectedHash: for a Kong data plane older than the control plane, the hash of
+// the configuration downgraded for its version, see Cluster.expectedFor), the time now and how
+// long a connected node may stay silent (pingWait). Compatibility warnings do not change the
+// status: a node that runs a downgraded configuration is in sync.
 func DeriveStatus(n Node, expectedHash string, now time.Time, pingWait time.Duration) Status {
 	switch {
 	case !n.Connected || now.Sub(n.LastPing) > pingWait:
@@ -105,7 +121,7 @@ func hasError(issues []wire.CompatibilityIssue) bool {
 type nodeStore struct{ st *sqlstore.Store }
 
 const nodeColumns = `group_id, id, hostname, version, type, ip, labels, connected, connected_since, last_ping, config_hash, revision,
-	last_error, error_hash, cert_expiry, sync_status, compatibility, created_at, updated_at`
+	last_error, error_hash, cert_expiry, sync_status, compatibility, analytics, created_at, updated_at, control_plane_id, disconnected_at, enrollment_token_id`
 
 func unix(t time.Time) any {
 	if t.IsZero() {
@@ -121,7 +137,9 @@ func fromUnix(v sql.NullInt64) time.Time {
 	return time.Unix(v.Int64, 0).UTC()
 }
 
-// upsert writes n whole, keeping created_at of an existing row.
+// upsert writes n whole, keeping created_at of an existing row. A disconnected state never
+// overwrites a connected row held by another process: the instance moved there (failover) before
+// this process wrote that it lost it.
 func (s nodeStore) upsert(ctx context.Context, tx *sql.Tx, n Node) error {
 	labels, _ := json.Marshal(n.Labels)
 	compat := n.Compatibility
@@ -130,32 +148,34 @@ func (s nodeStore) upsert(ctx context.Context, tx *sql.Tx, n Node) error {
 	}
 	compatJSON, _ := json.Marshal(compat)
 	_, err := tx.ExecContext(ctx, s.st.Rebind(`INSERT INTO cluster_nodes (`+nodeColumns+`)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (group_id, id) DO UPDATE SET hostname = excluded.hostname, version = excluded.version, type = excluded.type,
 			ip = excluded.ip, labels = excluded.labels, connected = excluded.connected, connected_since = excluded.connected_since,
 			last_ping = excluded.last_ping, config_hash = excluded.config_hash, revision = excluded.revision,
 			last_error = excluded.last_error, error_hash = excluded.error_hash, cert_expiry = excluded.cert_expiry,
-			sync_status = excluded.sync_status, compatibility = excluded.compatibility, updated_at = excluded.updated_at`),
+			sync_status = excluded.sync_status, compatibility = excluded.compatibility, analytics = excluded.analytics,
+			updated_at = excluded.updated_at, control_plane_id = excluded.control_plane_id, disconnected_at = excluded.disconnected_at, enrollment_token_id = excluded.enrollment_token_id
+		WHERE excluded.connected OR NOT cluster_nodes.connected OR cluster_nodes.control_plane_id = excluded.control_plane_id`),
 		n.GroupID, n.ID, n.Hostname, n.Version, n.Type, n.IP, string(labels), n.Connected, unix(n.ConnectedSince), n.LastPing.Unix(),
 		n.ConfigHash, n.Revision, n.LastError, n.ErrorHash, unix(n.CertExpiry), string(n.SyncStatus), string(compatJSON),
-		n.CreatedAt.Unix(), n.UpdatedAt.Unix())
+		n.Analytics, n.CreatedAt.Unix(), n.UpdatedAt.Unix(), n.ControlPlaneID, unix(n.DisconnectedAt), n.EnrollmentTokenID)
 	return err
 }
 
 func scanNode(row interface{ Scan(...any) error }) (Node, error) {
 	var n Node
 	var labels, compat, sync string
-	var since, expiry sql.NullInt64
+	var since, expiry, disconnected sql.NullInt64
 	var lastPing, created, updated int64
 	err := row.Scan(&n.GroupID, &n.ID, &n.Hostname, &n.Version, &n.Type, &n.IP, &labels, &n.Connected, &since, &lastPing,
-		&n.ConfigHash, &n.Revision, &n.LastError, &n.ErrorHash, &expiry, &sync, &compat, &created, &updated)
+		&n.ConfigHash, &n.Revision, &n.LastError, &n.ErrorHash, &expiry, &sync, &compat, &n.Analytics, &created, &updated, &n.ControlPlaneID, &disconnected, &n.EnrollmentTokenID)
 	if errors.Is(err, sql.ErrNoRows) {
 		return n, fmt.Errorf("node: %w", store.ErrNotFound)
 	}
 	if err != nil {
 		return n, err
 	}
-	n.ConnectedSince, n.CertExpiry = fromUnix(since), fromUnix(expiry)
+	n.ConnectedSince, n.CertExpiry, n.DisconnectedAt = fromUnix(since), fromUnix(expiry), fromUnix(disconnected)
 	n.LastPing, n.CreatedAt, n.UpdatedAt = time.Unix(lastPing, 0).UTC(), time.Unix(created, 0).UTC(), time.Unix(updated, 0).UTC()
 	n.SyncStatus = wire.SyncStatus(sync)
 	if err := json.Unmarshal([]byte(labels), &n.Labels); err != nil {

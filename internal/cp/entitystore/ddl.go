@@ -20,7 +20,9 @@ import (
 //     deleting a whole runtime group, which cascades everywhere at once, never trips it);
 //   - tags → a column ",a,b," for substring tag filters; doc → the entity document as JSON.
 //
-// TestMigrationsMatchSchemas regenerates the migration from this rule and compares.
+// TestMigrationsMatchSchemas applies every migration to an empty database and checks the
+// catalogue it leaves against this rule, so a schema change needs a new migration; DDL renders the
+// rule's statements for a table that is missing altogether.
 
 // uniqueColumns returns the single-field unique columns of e in field order.
 func uniqueColumns(e *schema.Entity) []string {

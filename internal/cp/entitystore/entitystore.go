@@ -30,13 +30,18 @@ type Doc = map[string]any
 type Store struct {
 	sql *sqlstore.Store
 
-	mu sync.RWMutex // guards listeners
+	// now stamps recorded revisions.
+	now func() time.Time
+
+	mu sync.RWMutex // guards listeners and actor
 	// listeners are called after every commit that bumped a revision.
 	listeners []func(groupID string, revision int64)
+	// actor tells who makes a write, from the writer's context; nil records no actor.
+	actor func(context.Context) Actor
 }
 
 // New returns an entity store on an opened SQL store (whose migrations created the tables).
-func New(s *sqlstore.Store) *Store { return &Store{sql: s} }
+func New(s *sqlstore.Store) *Store { return &Store{sql: s, now: time.Now} }
 
 // OnCommit registers fn to be called, after the transaction committed, with the group and new
 // revision of every write that changed something. fn runs on the writer's goroutine and must not
@@ -45,6 +50,12 @@ func (s *Store) OnCommit(fn func(groupID string, revision int64)) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.listeners = append(s.listeners, fn)
+}
+
+// Exclusive runs fn unless another control plane process sharing the database is running the job
+// of the same name, and reports whether it ran (see sqlstore.Store.Exclusive).
+func (s *Store) Exclusive(ctx context.Context, job string, fn func(ctx context.Context) error) (bool, error) {
+	return s.sql.Exclusive(ctx, job, func(ctx context.Context, _ *sql.Conn) error { return fn(ctx) })
 }
 
 // Tx is one transaction on one runtime group's configuration. It is not safe for concurrent use.
@@ -56,6 +67,10 @@ type Tx struct {
 	// rev is the group's revision when the transaction began.
 	rev   int64
 	dirty bool
+	// changes and order are the entity changes made so far, recorded as history at commit:
+	// changes by type and id, order in the order of first change.
+	changes map[string]*pending
+	order   []*pending
 }
 
 // Write runs fn in one transaction on the group's configuration. If fn wrote anything, the group's
@@ -78,7 +93,15 @@ func (s *Store) Write(ctx context.Context, groupID string, fn func(*Tx) error) (
 			return nil
 		}
 		bumped = true
-		return tx.QueryRowContext(ctx, s.sql.Rebind(`UPDATE runtime_groups SET revision = revision + 1 WHERE id = ? RETURNING revision`), groupID).Scan(&rev)
+		if err := tx.QueryRowContext(ctx, s.sql.Rebind(`UPDATE runtime_groups SET revision = revision + 1 WHERE id = ? RETURNING revision`), groupID).Scan(&rev); err != nil {
+			return err
+		}
+		if err := t.saveHistory(rev); err != nil {
+			return err
+		}
+		// Other control plane processes on the database push the revision to their instances
+		// when this commits.
+		return s.sql.NotifyRevision(ctx, tx, groupID, rev)
 	})
 	if err == nil && bumped {
 		s.mu.RLock()
@@ -181,6 +204,7 @@ func (t *Tx) Insert(e *schema.Entity, doc Doc) error {
 		return t.violation(e, doc, err)
 	}
 	t.dirty = true
+	t.record(e.Name, args[1].(string), endpointKey(e, doc), nil, []byte(args[len(args)-1].(string)))
 	return nil
 }
 
@@ -190,6 +214,10 @@ func (t *Tx) Replace(e *schema.Entity, doc Doc) error {
 		return err
 	}
 	cols, args, err := t.columns(e, doc)
+	if err != nil {
+		return err
+	}
+	before, err := t.rawDoc(e, args[1].(string))
 	if err != nil {
 		return err
 	}
@@ -206,6 +234,7 @@ func (t *Tx) Replace(e *schema.Entity, doc Doc) error {
 		return fmt.Errorf("%s %v: %w", e.Name, doc["id"], store.ErrNotFound)
 	}
 	t.dirty = true
+	t.record(e.Name, args[1].(string), endpointKey(e, doc), before, []byte(args[len(args)-1].(string)))
 	return nil
 }
 
@@ -228,6 +257,14 @@ func (t *Tx) Delete(e *schema.Entity, id string) (bool, error) {
 			}
 		}
 	}
+	before, err := t.rawDoc(e, id)
+	if err != nil || before == nil {
+		return false, err
+	}
+	// What the database will cascade is read first, so that history can bring it back.
+	if err := t.recordCascade(e, id); err != nil {
+		return false, err
+	}
 	r, err := t.tx.ExecContext(t.ctx, t.rebind(`DELETE FROM `+q(e.Name)+` WHERE group_id = ? AND id = ?`), t.group, id)
 	if err != nil {
 		return false, err
@@ -235,6 +272,11 @@ func (t *Tx) Delete(e *schema.Entity, id string) (bool, error) {
 	n, _ := r.RowsAffected()
 	if n > 0 {
 		t.dirty = true
+		d, err := DecodeDoc(before)
+		if err != nil {
+			return false, err
+		}
+		t.record(e.Name, id, endpointKey(e, d), before, nil)
 	}
 	return n > 0, nil
 }
@@ -356,6 +398,9 @@ func (t *Tx) check(e *schema.Entity, doc Doc) error {
 		if err == nil && other != id {
 			key := map[string]any{}
 			for _, f := range u {
+				if fld := e.Field(f); doc[f] == nil && fld != nil && fld.KeyOmitsNull {
+					continue
+				}
 				key[f] = doc[f]
 			}
 			return schema.UniqueViolation(key)
@@ -455,7 +500,7 @@ func tagsColumn(v any) any {
 	var b strings.Builder
 	b.WriteByte(',')
 	for _, t := range list {
-		b.WriteString(fmt.Sprint(t))
+		fmt.Fprint(&b, t)
 		b.WriteByte(',')
 	}
 	return b.String()
@@ -551,17 +596,23 @@ func (t *Tx) AddMember(consumerGroupID, consumerID string) error {
 			return err
 		}
 	}
+	at := time.Now().Unix()
 	_, err = t.tx.ExecContext(t.ctx, t.rebind(`INSERT INTO consumer_group_consumers (group_id, consumer_group_id, consumer_id, created_at) VALUES (?, ?, ?, ?)`),
-		t.group, consumerGroupID, consumerID, time.Now().Unix())
+		t.group, consumerGroupID, consumerID, at)
 	if err != nil {
 		return err
 	}
 	t.dirty = true
+	t.record(MembershipType, MembershipID(consumerGroupID, consumerID), "", nil, membershipDoc(consumerGroupID, consumerID, at))
 	return nil
 }
 
 // RemoveMember takes a consumer out of a consumer group, reporting whether it was a member.
 func (t *Tx) RemoveMember(consumerGroupID, consumerID string) (bool, error) {
+	at, ok, err := t.membershipCreatedAt(consumerGroupID, consumerID)
+	if err != nil || !ok {
+		return false, err
+	}
 	r, err := t.tx.ExecContext(t.ctx, t.rebind(`DELETE FROM consumer_group_consumers WHERE group_id = ? AND consumer_group_id = ? AND consumer_id = ?`), t.group, consumerGroupID, consumerID)
 	if err != nil {
 		return false, err
@@ -569,6 +620,7 @@ func (t *Tx) RemoveMember(consumerGroupID, consumerID string) (bool, error) {
 	n, _ := r.RowsAffected()
 	if n > 0 {
 		t.dirty = true
+		t.record(MembershipType, MembershipID(consumerGroupID, consumerID), "", membershipDoc(consumerGroupID, consumerID, at), nil)
 	}
 	return n > 0, nil
 }
@@ -637,20 +689,10 @@ type Snapshot struct {
 
 // Export reads the group's whole configuration in one transaction.
 func (s *Store) Export(ctx context.Context, groupID string) (Snapshot, error) {
-	snap := Snapshot{Entities: map[string][]Doc{}}
+	var snap Snapshot
 	err := s.Read(ctx, groupID, func(t *Tx) error {
-		snap.Revision = t.rev
-		for _, e := range schema.Entities() {
-			docs, _, err := t.List(e, ListQuery{})
-			if err != nil {
-				return err
-			}
-			if len(docs) > 0 {
-				snap.Entities[e.Name] = docs
-			}
-		}
 		var err error
-		snap.Memberships, err = t.Memberships()
+		snap, err = t.Snapshot()
 		return err
 	})
 	return snap, err

@@ -91,8 +91,8 @@ func TestWritesAndRevisions(t *testing.T) {
 				}
 			})
 		}
-		if r, _ := es.Revision(ctx, g1); r != 1 {
-			t.Fatalf("refused writes bumped the revision to %d", r)
+		if r, err := es.Revision(ctx, g1); err != nil || r != 1 {
+			t.Fatalf("refused writes bumped the revision to %d (%v)", r, err)
 		}
 		route := process(t, "routes", map[string]any{"name": "r1", "paths": []any{"/billing"}, "service": map[string]any{"id": svc["id"]}})
 		plugin := process(t, "plugins", map[string]any{"name": "key-auth", "route": map[string]any{"id": route["id"]}})
@@ -126,15 +126,25 @@ func TestWritesAndRevisions(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			es.Read(ctx, g1, func(tx *entitystore.Tx) error {
-				if n, _ := tx.Count(entity(t, "plugins")); n != 0 {
+			err = es.Read(ctx, g1, func(tx *entitystore.Tx) error {
+				n, err := tx.Count(entity(t, "plugins"))
+				if err != nil {
+					return err
+				}
+				if n != 0 {
 					t.Fatalf("%d plugins of the deleted route remain", n)
 				}
 				return nil
 			})
+			if err != nil {
+				t.Fatal(err)
+			}
 		})
 		t.Run("read-only writes keep the revision", func(t *testing.T) {
-			before, _ := es.Revision(ctx, g1)
+			before, err := es.Revision(ctx, g1)
+			if err != nil {
+				t.Fatal(err)
+			}
 			rev, err := es.Write(ctx, g1, func(tx *entitystore.Tx) error {
 				_, err := tx.Delete(routes, uuid.NewString())
 				return err
@@ -155,7 +165,7 @@ func TestWritesAndRevisions(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			es.Read(ctx, g1, func(tx *entitystore.Tx) error {
+			err = es.Read(ctx, g1, func(tx *entitystore.Tx) error {
 				d, err := tx.Get(services, svc["id"].(string))
 				if err != nil || d["name"] != "billing2" || d["port"] != int64(8080) {
 					t.Fatalf("after replace: %v %v", d, err)
@@ -165,17 +175,23 @@ func TestWritesAndRevisions(t *testing.T) {
 				}
 				return nil
 			})
+			if err != nil {
+				t.Fatal(err)
+			}
 		})
 		t.Run("second group untouched", func(t *testing.T) {
-			es.Read(ctx, g2, func(tx *entitystore.Tx) error {
+			err := es.Read(ctx, g2, func(tx *entitystore.Tx) error {
 				d, err := tx.Get(services, svc["id"].(string))
 				if err != nil || d["name"] != "billing" {
 					t.Fatalf("second group's service: %v %v", d, err)
 				}
 				return nil
 			})
-			if r, _ := es.Revision(ctx, g2); r != 1 {
-				t.Fatalf("second group revision %d", r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r, err := es.Revision(ctx, g2); err != nil || r != 1 {
+				t.Fatalf("second group revision %d (%v)", r, err)
 			}
 		})
 		t.Run("deleting the group deletes its configuration", func(t *testing.T) {
@@ -183,7 +199,9 @@ func TestWritesAndRevisions(t *testing.T) {
 				t.Fatal(err)
 			}
 			var n int
-			s.DB().QueryRow(s.Rebind(`SELECT COUNT(*) FROM services WHERE group_id = ?`), g2).Scan(&n)
+			if err := s.DB().QueryRow(s.Rebind(`SELECT COUNT(*) FROM services WHERE group_id = ?`), g2).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
 			if n != 0 {
 				t.Fatalf("%d services of the deleted group remain", n)
 			}
@@ -231,7 +249,7 @@ func TestListPagingTagsAndMembers(t *testing.T) {
 			}
 			return m
 		}
-		es.Read(ctx, g, func(tx *entitystore.Tx) error {
+		err = es.Read(ctx, g, func(tx *entitystore.Tx) error {
 			for _, c := range []struct {
 				q    entitystore.ListQuery
 				want string
@@ -248,34 +266,49 @@ func TestListPagingTagsAndMembers(t *testing.T) {
 			}
 			return nil
 		})
+		if err != nil {
+			t.Fatal(err)
+		}
 		// Page through while another writer inserts: no entity is skipped or seen twice.
 		seen := map[string]int{}
 		after, late := "", ""
 		for page := 0; ; page++ {
 			var docs []entitystore.Doc
 			var more bool
-			es.Read(ctx, g, func(tx *entitystore.Tx) error {
+			err := es.Read(ctx, g, func(tx *entitystore.Tx) error {
 				var err error
 				docs, more, err = tx.List(consumers, entitystore.ListQuery{After: after, Limit: 2})
 				return err
 			})
+			if err != nil {
+				t.Fatalf("page %d: %v", page, err)
+			}
 			for _, d := range docs {
 				seen[d["id"].(string)]++
 				after = d["id"].(string)
 			}
 			if page == 0 {
-				es.Write(ctx, g, func(tx *entitystore.Tx) error {
+				_, err := es.Write(ctx, g, func(tx *entitystore.Tx) error {
 					d := process(t, "consumers", map[string]any{"username": "late"})
 					late = d["id"].(string)
 					return tx.Insert(consumers, d)
 				})
+				if err != nil {
+					t.Fatalf("concurrent insert: %v", err)
+				}
 			}
 			if !more {
 				break
 			}
 		}
-		es.Read(ctx, g, func(tx *entitystore.Tx) error {
-			all, _, _ := tx.List(consumers, entitystore.ListQuery{})
+		err = es.Read(ctx, g, func(tx *entitystore.Tx) error {
+			all, _, err := tx.List(consumers, entitystore.ListQuery{})
+			if err != nil {
+				return err
+			}
+			if len(all) != len(tags)+1 {
+				t.Fatalf("%d consumers, want %d", len(all), len(tags)+1)
+			}
 			for _, d := range all {
 				id := d["id"].(string)
 				if seen[id] > 1 {
@@ -287,6 +320,9 @@ func TestListPagingTagsAndMembers(t *testing.T) {
 			}
 			return nil
 		})
+		if err != nil {
+			t.Fatal(err)
+		}
 		// Consumer groups.
 		cgs := entity(t, "consumer_groups")
 		cg := process(t, "consumer_groups", map[string]any{"name": "gold"})
@@ -295,7 +331,10 @@ func TestListPagingTagsAndMembers(t *testing.T) {
 			if err := tx.Insert(cgs, cg); err != nil {
 				return err
 			}
-			u0, _ = tx.FindBy(consumers, "username", "u0")
+			var err error
+			if u0, err = tx.FindBy(consumers, "username", "u0"); err != nil {
+				return err
+			}
 			return tx.AddMember(cg["id"].(string), u0["id"].(string))
 		})
 		if err != nil {
@@ -314,11 +353,18 @@ func TestListPagingTagsAndMembers(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		es.Read(ctx, g, func(tx *entitystore.Tx) error {
-			if m, _ := tx.Members(cg["id"].(string)); len(m) != 0 {
+		err = es.Read(ctx, g, func(tx *entitystore.Tx) error {
+			m, err := tx.Members(cg["id"].(string))
+			if err != nil {
+				return err
+			}
+			if len(m) != 0 {
 				t.Fatalf("deleted consumer still a member: %v", m)
 			}
 			return nil
 		})
+		if err != nil {
+			t.Fatal(err)
+		}
 	})
 }

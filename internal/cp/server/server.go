@@ -4,6 +4,8 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,13 +14,22 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
+	"github.com/gantry-gw/gantry/internal/certfile"
+	"github.com/gantry-gw/gantry/internal/config/backup"
 	"github.com/gantry-gw/gantry/internal/cp/adminapi"
+	"github.com/gantry-gw/gantry/internal/cp/analytics"
+	"github.com/gantry-gw/gantry/internal/cp/analytics/analyticsapi"
 	"github.com/gantry-gw/gantry/internal/cp/api"
 	"github.com/gantry-gw/gantry/internal/cp/auth"
 	"github.com/gantry-gw/gantry/internal/cp/cluster"
+	"github.com/gantry-gw/gantry/internal/cp/declarative"
 	"github.com/gantry-gw/gantry/internal/cp/entitystore"
+	"github.com/gantry-gw/gantry/internal/cp/provision"
+	"github.com/gantry-gw/gantry/internal/cp/revisions"
 	"github.com/gantry-gw/gantry/internal/cp/store"
 	"github.com/gantry-gw/gantry/internal/cp/store/sqlstore"
 	"github.com/google/uuid"
@@ -43,6 +54,15 @@ type Options struct {
 	// ClusterCACertFile and ClusterCAKeyFile name a user CA (PEM) for the cluster; when empty,
 	// the CA stored in the database is used (created on first start).
 	ClusterCACertFile, ClusterCAKeyFile string
+	// TLSCertFile and TLSKeyFile, when set (both), serve the HTTP API over TLS with that pair,
+	// reloaded on SIGHUP and when the files change; plain HTTP is then answered with 400.
+	TLSCertFile, TLSKeyFile string
+	// EnrolledCertValidity is how long certificates issued by enrollment are valid; zero takes
+	// cluster.DefaultEnrolledCertValidity.
+	EnrolledCertValidity time.Duration
+	// ClusterTLSCertFile and ClusterTLSKeyFile, when set (both), are the cluster listener's
+	// certificate (reloaded likewise) instead of one issued from the cluster CA.
+	ClusterTLSCertFile, ClusterTLSKeyFile string
 	// ClusterReady, if set, is called with the bound cluster address once it accepts instances.
 	ClusterReady func(addr net.Addr)
 	// ShutdownTimeout bounds how long in-flight requests may take to finish after a stop signal.
@@ -54,6 +74,22 @@ type Options struct {
 	Out io.Writer
 	// Ready, if set, is called with the bound API address once the server accepts connections.
 	Ready func(addr net.Addr)
+
+	// AnalyticsMinuteRetention, AnalyticsHourRetention and AnalyticsDayRetention are how long
+	// analytics rows of each level are kept; zero takes analytics' defaults (48h, 90 days, 2
+	// years).
+	AnalyticsMinuteRetention, AnalyticsHourRetention, AnalyticsDayRetention time.Duration
+	// AnalyticsRollupInterval is how often analytics are rolled up and retention applied; zero
+	// takes analytics.DefaultRollupInterval.
+	AnalyticsRollupInterval time.Duration
+	// RevisionRetention says which revisions of each group's history are kept; nil takes
+	// entitystore.DefaultRetention (the last 1,000 and every one of the last 30 days).
+	RevisionRetention *entitystore.Retention
+	// Now returns the current time for analytics; defaults to time.Now.
+	Now func() time.Time
+	// Version is the gantry version this process runs, shown in the registry of control plane
+	// processes (GET /v2/control-plane-nodes).
+	Version string
 }
 
 func (o *Options) check() error {
@@ -102,14 +138,42 @@ func Run(ctx context.Context, opts Options) error {
 	if err := bootstrap(ctx, st, opts); err != nil {
 		return err
 	}
+	an, err := analytics.New(analytics.Options{Store: st, Logger: log, Now: opts.Now,
+		MinuteRetention: opts.AnalyticsMinuteRetention, HourRetention: opts.AnalyticsHourRetention, DayRetention: opts.AnalyticsDayRetention,
+		RollupInterval: opts.AnalyticsRollupInterval})
+	if err != nil {
+		return err
+	}
 	// One entity store: the cluster follows the commits the Admin API makes through it.
 	es := entitystore.New(st)
-	cl, err := newCluster(ctx, st, es, opts)
+	// History records who made each change: the token and user of the request.
+	es.SetActor(func(ctx context.Context) entitystore.Actor {
+		p, _ := api.PrincipalFrom(ctx)
+		return entitystore.Actor{UserID: p.UserID, TokenID: p.TokenID}
+	})
+	apiCert, err := certPair(opts.TLSCertFile, opts.TLSKeyFile, "--tls-cert", "--tls-key", log)
+	if err != nil {
+		return err
+	}
+	clusterCert, err := certPair(opts.ClusterTLSCertFile, opts.ClusterTLSKeyFile, "--cluster-tls-cert", "--cluster-tls-key", log)
+	if err != nil {
+		return err
+	}
+	if apiCert != nil || clusterCert != nil {
+		wctx, wcancel := context.WithCancel(ctx)
+		defer wcancel()
+		go watchCerts(wctx, log, apiCert, clusterCert)
+	}
+	cl, err := newCluster(ctx, st, es, an, opts, clusterCert)
+	if err != nil {
+		return err
+	}
+	decl, err := declarative.New(declarative.Options{Entities: es, Logger: log})
 	if err != nil {
 		return err
 	}
 	a, err := api.New(api.Options{Store: st, Logger: log, Region: opts.Region, ClusterEndpoint: opts.ClusterEndpoint, TelemetryEndpoint: opts.ClusterEndpoint,
-		OnGroupDeleted: cl.GroupDeleted, InstanceCounts: cl.InstanceCounts})
+		OnGroupDeleted: cl.GroupDeleted, InstanceCounts: cl.InstanceCounts, Traffic: groupTraffic(an, log), Backup: groupBackup(decl, cl)})
 	if err != nil {
 		return err
 	}
@@ -117,8 +181,41 @@ func Run(ctx context.Context, opts Options) error {
 		return err
 	}
 	cl.Mount(a)
+	aapi, err := analyticsapi.New(analyticsapi.Options{Analytics: an, Store: st, Entities: es, Region: opts.Region,
+		NodeNames: cl.NodeHostnames, Now: opts.Now, Logger: log})
+	if err != nil {
+		return err
+	}
+	aapi.Mount(a)
+	revs, err := revisions.New(revisions.Options{Entities: es, Logger: log})
+	if err != nil {
+		return err
+	}
+	revs.Mount(a)
+	decl.Mount(a)
+	prov := provision.New(provision.Options{ClusterEndpoint: opts.ClusterEndpoint, Logger: log})
+	defer func() { _ = prov.Close() }()
+	prov.Mount(a)
+	retention := entitystore.DefaultRetention
+	if opts.RevisionRetention != nil {
+		retention = *opts.RevisionRetention
+	}
+	rctx, rcancel := context.WithCancel(ctx)
+	rdone := make(chan struct{})
+	go func() { defer close(rdone); revs.RunRetention(rctx, retention, 0) }()
+	defer func() { rcancel(); <-rdone }()
+	actx, acancel := context.WithCancel(ctx)
+	adone := make(chan error, 1)
+	go func() { adone <- an.Run(actx) }()
+	defer func() {
+		acancel()
+		if err := <-adone; err != nil {
+			log.Error("analytics rollup job", "err", err)
+		}
+	}()
+	var lc net.ListenConfig
 	if opts.ClusterListen != "" {
-		cln, err := net.Listen("tcp", opts.ClusterListen)
+		cln, err := lc.Listen(ctx, "tcp", opts.ClusterListen)
 		if err != nil {
 			return fmt.Errorf("cluster listen on %s (choose another with --cluster-listen): %w", opts.ClusterListen, err)
 		}
@@ -135,7 +232,7 @@ func Run(ctx context.Context, opts Options) error {
 			opts.ClusterReady(cln.Addr())
 		}
 	}
-	ln, err := net.Listen("tcp", opts.Listen)
+	ln, err := lc.Listen(ctx, "tcp", opts.Listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s (is another process using it? choose another with --listen): %w", opts.Listen, err)
 	}
@@ -146,7 +243,13 @@ func Run(ctx context.Context, opts Options) error {
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
-	log.Info("control plane API listening", "addr", ln.Addr().String(), "database", st.Dialect(), "region", opts.Region)
+	scheme := "http"
+	if apiCert != nil {
+		scheme = "https"
+		srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: apiCert.GetCertificate}
+		ln = tls.NewListener(ln, srv.TLSConfig)
+	}
+	log.Info("control plane API listening", "addr", ln.Addr().String(), "scheme", scheme, "database", st.Dialect(), "region", opts.Region)
 	if opts.Ready != nil {
 		opts.Ready(ln.Addr())
 	}
@@ -168,7 +271,7 @@ func Run(ctx context.Context, opts Options) error {
 
 // newCluster builds the cluster side with the user's CA, if any, and a listener certificate
 // that names the cluster endpoint's host.
-func newCluster(ctx context.Context, st *sqlstore.Store, es *entitystore.Store, opts Options) (*cluster.Cluster, error) {
+func newCluster(ctx context.Context, st *sqlstore.Store, es *entitystore.Store, an *analytics.Store, opts Options, cert *certfile.Pair) (*cluster.Cluster, error) {
 	var caCert, caKey []byte
 	if opts.ClusterCACertFile != "" || opts.ClusterCAKeyFile != "" {
 		if opts.ClusterCACertFile == "" || opts.ClusterCAKeyFile == "" {
@@ -189,7 +292,72 @@ func newCluster(ctx context.Context, st *sqlstore.Store, es *entitystore.Store, 
 	if u, err := url.Parse(opts.ClusterEndpoint); err == nil && u.Hostname() != "" {
 		names = append(names, u.Hostname())
 	}
-	return cluster.New(ctx, cluster.Options{Store: st, Entities: es, Logger: opts.Logger, CACertPEM: caCert, CAKeyPEM: caKey, ServerNames: names})
+	copts := cluster.Options{Store: st, Entities: es, Logger: opts.Logger, CACertPEM: caCert, CAKeyPEM: caKey, ServerNames: names, Analytics: an,
+		Version: opts.Version, APIAddress: opts.Listen, EnrolledCertValidity: opts.EnrolledCertValidity}
+	if cert != nil {
+		copts.ServerCertificate = cert.GetCertificate
+	}
+	return cluster.New(ctx, copts)
+}
+
+// certPair loads a certificate pair given by a pair of flags; both or neither must be set.
+func certPair(certFile, keyFile, certFlag, keyFlag string, log *slog.Logger) (*certfile.Pair, error) {
+	switch {
+	case certFile == "" && keyFile == "":
+		return nil, nil
+	case certFile == "" || keyFile == "":
+		return nil, fmt.Errorf("give both %s and %s, or neither", certFlag, keyFlag)
+	}
+	p, err := certfile.New(certfile.Options{CertFile: certFile, KeyFile: keyFile, Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("%s/%s: %w", certFlag, keyFlag, err)
+	}
+	return p, nil
+}
+
+// watchCerts reloads the pairs when their files change and on SIGHUP, until ctx ends.
+func watchCerts(ctx context.Context, log *slog.Logger, pairs ...*certfile.Pair) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for _, p := range pairs {
+		if p != nil {
+			go p.Watch(ctx)
+		}
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			for _, p := range pairs {
+				if p == nil {
+					continue
+				}
+				if err := p.Reload(); err != nil {
+					log.Error("SIGHUP: cannot reload a TLS certificate; the previous one keeps serving", "err", err)
+				}
+			}
+		}
+	}
+}
+
+// groupTraffic adapts analytics' 24 hour figures to the group views; a failed read is logged and
+// shows as no traffic rather than failing the group listing.
+func groupTraffic(an *analytics.Store, log *slog.Logger) func(ctx context.Context, groupIDs []string) map[string]api.GroupTraffic {
+	return func(ctx context.Context, groupIDs []string) map[string]api.GroupTraffic {
+		out := make(map[string]api.GroupTraffic, len(groupIDs))
+		traffic, err := an.Traffic24h(ctx, groupIDs)
+		if err != nil {
+			log.WarnContext(ctx, "cannot read the groups' traffic", "err", err)
+			return out
+		}
+		for id, t := range traffic {
+			rate := t.ErrorRate
+			out[id] = api.GroupTraffic{Requests24h: t.Requests, ErrorRate24h: &rate}
+		}
+		return out
+	}
 }
 
 // bootstrap makes the first organization once and tells the operator the admin token.
@@ -210,8 +378,10 @@ func bootstrap(ctx context.Context, st store.Store, opts Options) error {
 	switch {
 	case res.Created && generated:
 		log.Info("created organization", "org", res.Org.ID, "default_group", res.Group.ID)
-		fmt.Fprintf(opts.Out, "\nCreated organization %q with its default runtime group %s.\n", res.Org.Name, res.Group.ID)
-		fmt.Fprintf(opts.Out, "Admin token (shown once; store it safely, or set GANTRY_ADMIN_TOKEN next time):\n\n    %s\n\n", secret)
+		if _, err := fmt.Fprintf(opts.Out, "\nCreated organization %q with its default runtime group %s.\n"+
+			"Admin token (shown once; store it safely, or set GANTRY_ADMIN_TOKEN next time):\n\n    %s\n\n", res.Org.Name, res.Group.ID, secret); err != nil {
+			log.Error("cannot print the new admin token; restart with GANTRY_ADMIN_TOKEN set to add one", "err", err)
+		}
 	case res.Created:
 		log.Info("created organization with the configured admin token", "org", res.Org.ID, "default_group", res.Group.ID)
 	case !generated:
@@ -229,4 +399,35 @@ func bootstrap(ctx context.Context, st store.Store, opts Options) error {
 		}
 	}
 	return nil
+}
+
+// groupBackup returns the backup of one group for DELETE ?backup=true: the format `gantry backup`
+// writes (package backup), with the group's pinned certificates and its declarative configuration.
+func groupBackup(decl *declarative.Service, cl *cluster.Cluster) func(ctx context.Context, g store.RuntimeGroup) (any, error) {
+	return func(ctx context.Context, g store.RuntimeGroup) (any, error) {
+		doc, err := decl.Export(ctx, g.ID)
+		if err != nil {
+			return nil, err
+		}
+		raw, err := doc.JSON()
+		if err != nil {
+			return nil, err
+		}
+		var cfg map[string]any
+		if err := json.Unmarshal(raw, &cfg); err != nil {
+			return nil, fmt.Errorf("decode the exported configuration: %w", err)
+		}
+		certs, err := cl.Certificates(ctx, g.ID)
+		if err != nil {
+			return nil, err
+		}
+		bg := backup.Group{Name: g.Name, Description: g.Description, Labels: g.Labels, IsDefault: g.IsDefault, Config: cfg}
+		if len(bg.Labels) == 0 {
+			bg.Labels = nil
+		}
+		for _, c := range certs {
+			bg.Certificates = append(bg.Certificates, backup.Certificate{Title: c.Title, Cert: c.Cert})
+		}
+		return backup.File{FormatVersion: backup.FormatVersion, CreatedAt: time.Now().UTC().Truncate(time.Second), Groups: []backup.Group{bg}}, nil
+	}
 }

@@ -42,14 +42,18 @@ func TestGracefulShutdown(t *testing.T) {
 			}
 			defer conn.Close()
 			body := `{"name":"in-flight"}`
-			fmt.Fprintf(conn, "POST /v2/runtime-groups HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", token, len(body), body[:5])
+			if _, err := fmt.Fprintf(conn, "POST /v2/runtime-groups HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", token, len(body), body[:5]); err != nil {
+				t.Fatal(err)
+			}
 			time.Sleep(100 * time.Millisecond) // the server is now reading the body
 			cancel()
 			time.Sleep(200 * time.Millisecond) // shutdown has begun and must wait for us
 			if _, err := net.DialTimeout("tcp", addr.String(), time.Second); err == nil {
 				t.Fatal("the server still accepts new connections after the stop signal")
 			}
-			fmt.Fprint(conn, body[5:])
+			if _, err := fmt.Fprint(conn, body[5:]); err != nil {
+				t.Fatalf("in-flight request cut off: %v", err)
+			}
 			res, err := http.ReadResponse(bufio.NewReader(conn), nil)
 			if err != nil {
 				t.Fatalf("in-flight request lost: %v", err)
@@ -72,7 +76,9 @@ func TestGracefulShutdown(t *testing.T) {
 			}
 			defer s.Close()
 			var org string
-			s.DB().QueryRow(`SELECT org_id FROM bootstrap`).Scan(&org)
+			if err := s.DB().QueryRow(`SELECT org_id FROM bootstrap`).Scan(&org); err != nil {
+				t.Fatal(err)
+			}
 			gs, _, err := s.ListGroups(context.Background(), store.GroupQuery{OrgID: org, Region: "us", PageSize: 10, Sort: "name"})
 			if err != nil || len(gs) != 2 || !strings.Contains(gs[1].Name+gs[0].Name, "in-flight") {
 				t.Fatalf("groups after shutdown: %v %v", gs, err)

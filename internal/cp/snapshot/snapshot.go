@@ -17,7 +17,9 @@ import (
 
 	"github.com/gantry-gw/gantry/internal/config/schema"
 	"github.com/gantry-gw/gantry/internal/cp/entitystore"
+	"github.com/gantry-gw/gantry/internal/cp/store"
 	"github.com/gantry-gw/gantry/internal/wire"
+	"github.com/gantry-gw/gantry/internal/wire/kongcompat"
 	"github.com/google/uuid"
 )
 
@@ -80,6 +82,74 @@ type Snapshot struct {
 	gantryOnce  sync.Once
 	gantryFrame []byte
 	gantryErr   error
+
+	// kongMu guards kong: the variants for older Kong data planes, by version class.
+	kongMu sync.Mutex
+	kong   map[int64]*KongVariant
+}
+
+// KongVariant is a snapshot as the Kong data planes of one version class (kongcompat.Class)
+// receive it: the configuration downgraded for them, its hashes and its frame. Every data plane of
+// the class shares it, and it is computed once per snapshot (that is, per revision) and class.
+// Fields are immutable.
+type KongVariant struct {
+	// Class is the version class (0: the newest, the snapshot itself).
+	Class int64
+	// ConfigTable is what the data planes receive; the snapshot's own table when nothing had to
+	// be downgraded. It must not be modified.
+	ConfigTable map[string]any
+	// Hash is wire.ConfigHash(ConfigTable): what a data plane of the class reports once it runs
+	// the revision, and so the hash the control plane expects from it.
+	Hash string
+	// Hashes are the per-collection hashes; Hashes.Config == Hash.
+	Hashes wire.Hashes
+	// Issues are the compatibility warnings of the downgrade (kongcompat.Result.Issues); nil
+	// when nothing that changes behaviour was removed.
+	Issues []wire.CompatibilityIssue
+
+	snap      *Snapshot
+	frameOnce sync.Once
+	frame     []byte
+	frameErr  error
+}
+
+// ForKong returns the snapshot as a Kong data plane of version dpVersion must receive it. The
+// variant of each version class is computed on first use and then shared; the newest class, and a
+// class whose downgrade changes nothing, get the snapshot's own table, hash and frame.
+func (s *Snapshot) ForKong(dpVersion string) (*KongVariant, error) {
+	class := kongcompat.Class(dpVersion)
+	s.kongMu.Lock()
+	defer s.kongMu.Unlock()
+	if v, ok := s.kong[class]; ok {
+		return v, nil
+	}
+	v := &KongVariant{Class: class, ConfigTable: s.ConfigTable, Hash: s.Hash, Hashes: s.Hashes, snap: s}
+	if res := kongcompat.Downgrade(s.ConfigTable, class); res.Changed {
+		sum, hashes, err := wire.ConfigHash(res.Config)
+		if err != nil {
+			return nil, fmt.Errorf("snapshot of group %s revision %d for Kong %s: hashing: %w", s.GroupID, s.Revision, dpVersion, err)
+		}
+		v.ConfigTable, v.Hash, v.Hashes, v.Issues = res.Config, sum, hashes, res.Issues
+	}
+	if s.kong == nil {
+		s.kong = map[int64]*KongVariant{}
+	}
+	s.kong[class] = v
+	return v, nil
+}
+
+// KongFrame returns the gzip'd reconfigure frame of the variant, encoded once and shared like
+// Snapshot.KongFrame (which it is when the variant is the snapshot's own table).
+func (v *KongVariant) KongFrame() ([]byte, error) {
+	if v.Hash == v.snap.Hash {
+		return v.snap.KongFrame()
+	}
+	v.frameOnce.Do(func() {
+		v.frame, v.frameErr = wire.EncodeCPFrame(&wire.Reconfigure{
+			Timestamp: wire.UnixSeconds(v.snap.BuiltAt), ConfigTable: v.ConfigTable, ConfigHash: v.Hash, Hashes: v.Hashes,
+		})
+	})
+	return v.frame, v.frameErr
 }
 
 // KongFrame returns the gzip'd reconfigure frame for Kong data planes. It is encoded once and
@@ -287,9 +357,13 @@ type Builder struct {
 	now func() time.Time
 	log *slog.Logger
 
-	// mu guards groups (the map itself); each group's entry has its own lock.
+	// mu guards groups (the map itself) and pending; each group's entry has its own lock.
 	mu     sync.Mutex
 	groups map[string]*groupCache
+	// pending are the groups BuildSoon asked for and Run has not built yet.
+	pending map[string]bool
+
+	kick chan struct{} // wakes Run; capacity 1
 }
 
 // groupCache holds a group's newest snapshot.
@@ -311,7 +385,8 @@ func New(opts Options) (*Builder, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Builder{es: opts.Entities, now: opts.Now, log: opts.Logger.With("component", "snapshot"), groups: map[string]*groupCache{}}, nil
+	return &Builder{es: opts.Entities, now: opts.Now, log: opts.Logger.With("component", "snapshot"), groups: map[string]*groupCache{},
+		kick: make(chan struct{}, 1)}, nil
 }
 
 // Build returns the snapshot of the group's current revision, building it only when the cached
@@ -354,7 +429,51 @@ func (b *Builder) Build(ctx context.Context, groupID string) (*Snapshot, error) 
 	}
 	s := &Snapshot{GroupID: groupID, Revision: exp.Revision, ConfigTable: config, Hash: sum, Hashes: hashes, BuiltAt: b.now()}
 	gc.last = s
+	// The revision's history row gets the hash its runtimes will report.
+	if err := b.es.SetRevisionHash(ctx, groupID, s.Revision, s.Hash); err != nil {
+		b.log.WarnContext(ctx, "cannot record the revision's hash", "group", groupID, "revision", s.Revision, "err", err)
+	}
 	return s, nil
+}
+
+// BuildSoon asks Run to build the group's snapshot: after a commit, so that every revision a
+// burst ends with gets its hash recorded even when no instance is connected to ask for it.
+// Requests for one group coalesce; it never blocks.
+func (b *Builder) BuildSoon(groupID string) {
+	b.mu.Lock()
+	if b.pending == nil {
+		b.pending = map[string]bool{}
+	}
+	b.pending[groupID] = true
+	b.mu.Unlock()
+	select {
+	case b.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Run builds the snapshots BuildSoon asked for, one group at a time, until ctx ends. A group that
+// is gone or whose configuration fails to build is logged and skipped.
+func (b *Builder) Run(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-b.kick:
+		}
+		b.mu.Lock()
+		groups := b.pending
+		b.pending = nil
+		b.mu.Unlock()
+		for g := range groups {
+			if ctx.Err() != nil {
+				return
+			}
+			if _, err := b.Build(ctx, g); err != nil && !errors.Is(err, store.ErrNotFound) {
+				b.log.WarnContext(ctx, "building the configuration after a commit", "group", g, "err", err)
+			}
+		}
+	}
 }
 
 // Cached returns the newest snapshot built for the group, or nil.

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gantry-gw/gantry/internal/config/schema"
 	"github.com/gantry-gw/gantry/internal/cp/entitystore"
@@ -307,5 +308,115 @@ func BenchmarkKongFrame(b *testing.B) {
 		if _, err := sn.KongFrame(); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestBuildRecordsRevisionHash checks a build records its hash in the revision's history row,
+// and that BuildSoon, served by Run, builds after a commit without anyone asking for the
+// configuration.
+func TestBuildRecordsRevisionHash(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, s *sqlstore.Store) {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		es := seed(t, s, groupID)
+		b, _ := snapshot.New(snapshot.Options{Entities: es})
+		hashOf := func(n int64) string {
+			t.Helper()
+			revs, _, err := es.Revisions(ctx, groupID, 10, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range revs {
+				if r.Number == n {
+					return r.Hash
+				}
+			}
+			t.Fatalf("revision %d is not recorded", n)
+			return ""
+		}
+		snap, err := b.Build(ctx, groupID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := hashOf(snap.Revision); got != snap.Hash {
+			t.Fatalf("revision %d records hash %q, built %q", snap.Revision, got, snap.Hash)
+		}
+
+		go b.Run(ctx)
+		rev, err := es.Write(ctx, groupID, func(tx *entitystore.Tx) error {
+			return tx.Insert(lookup(t, "upstreams"), doc(t, "upstreams", map[string]any{"name": "pool"}))
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if hashOf(rev) != "" {
+			t.Fatal("a hash before any build")
+		}
+		b.BuildSoon(groupID)
+		deadline := time.Now().Add(10 * time.Second)
+		for hashOf(rev) == "" {
+			if time.Now().After(deadline) {
+				t.Fatal("BuildSoon did not build the new revision")
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if c := b.Cached(groupID); c == nil || c.Revision != rev || hashOf(rev) != c.Hash {
+			t.Errorf("revision %d: recorded %q, built %+v", rev, hashOf(rev), c)
+		}
+	})
+}
+
+// TestForKongIsComputedOncePerClass: data planes of one version class share one downgraded
+// variant (and frame) per snapshot; the newest class is the snapshot itself.
+func TestForKongIsComputedOncePerClass(t *testing.T) {
+	t.Parallel()
+	config := map[string]any{"_format_version": "3.0", "plugins": []any{map[string]any{"id": "p1", "name": "cors",
+		"config": map[string]any{"private_network": true, "allow_origin_absent": false}}}}
+	sum, hashes, err := wire.ConfigHash(config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &snapshot.Snapshot{GroupID: groupID, Revision: 3, ConfigTable: config, Hash: sum, Hashes: hashes, BuiltAt: time.Unix(1700000000, 0)}
+	get := func(v string) *snapshot.KongVariant {
+		t.Helper()
+		kv, err := s.ForKong(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return kv
+	}
+	a, b, c := get("3.4.2"), get("3.4.3.12-enterprise-edition"), get("3.9.1")
+	if a != b || a == c {
+		t.Fatalf("variants: 3.4.2 %p, 3.4.3.12 %p, 3.9.1 %p; want the first two shared, the third apart", a, b, c)
+	}
+	if a.Hash == sum || c.Hash == sum || a.Hash == c.Hash || len(a.Issues) != 2 || len(c.Issues) != 1 {
+		t.Fatalf("hashes %s %s (full %s), issues %d %d", a.Hash, c.Hash, sum, len(a.Issues), len(c.Issues))
+	}
+	if h, _, _ := wire.ConfigHash(a.ConfigTable); h != a.Hash || a.Hashes.Config != a.Hash {
+		t.Fatalf("variant hash %s, computed %s", a.Hash, h)
+	}
+	fa, err := a.KongFrame()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fb, _ := b.KongFrame(); &fa[0] != &fb[0] {
+		t.Fatal("frame encoded twice for one class")
+	}
+	r, err := wire.DecodeReconfigure(fa, 0)
+	if err != nil || r.ConfigHash != a.Hash {
+		t.Fatalf("frame: %v, hash %s", err, r.ConfigHash)
+	}
+	for _, v := range []string{"3.10.0", "3.12.0", schema.KongVersion} {
+		n := get(v)
+		if n.Hash != sum || n.Issues != nil {
+			t.Fatalf("%s: variant %+v, want the snapshot itself", v, n)
+		}
+		fn, _ := n.KongFrame()
+		if fs, _ := s.KongFrame(); &fn[0] != &fs[0] {
+			t.Fatalf("%s: frame is not the snapshot's", v)
+		}
+	}
+	if _, ok := config["plugins"].([]any)[0].(map[string]any)["config"].(map[string]any)["private_network"]; !ok {
+		t.Fatal("ForKong modified the snapshot's table")
 	}
 }

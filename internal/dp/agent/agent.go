@@ -19,6 +19,10 @@
 //     jitter, forever, until its context ends.
 //   - When its group is deleted the instance keeps serving and reports
 //     itself orphaned.
+//   - With an analytics outbox (Options.Analytics), a control plane that
+//     negotiated wire.CapAnalytics receives every buffered batch until it
+//     acknowledges it, again after each reconnect; one that did not
+//     receives none, and the outbox keeps its bounded buffer.
 package agent
 
 import (
@@ -31,11 +35,13 @@ import (
 	"maps"
 	"math/rand/v2"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/gantry-gw/gantry/internal/dp/analytics"
 	"github.com/gantry-gw/gantry/internal/dp/cache"
 	"github.com/gantry-gw/gantry/internal/wire"
 )
@@ -64,22 +70,38 @@ const (
 	// DefaultPingInterval is Kong's CLUSTERING_PING_INTERVAL.
 	DefaultPingInterval = 30 * time.Second
 	// DefaultBackoffMin is the first reconnect delay (before jitter).
-	DefaultBackoffMin = time.Second
+	DefaultBackoffMin = time.Second //nolint:revive // Min is the minimum, not minutes
 	// DefaultBackoffMax caps the reconnect delay (before jitter).
 	DefaultBackoffMax = 30 * time.Second
 	// DefaultDialTimeout bounds connecting, the TLS handshake and the
 	// upgrade.
 	DefaultDialTimeout = 10 * time.Second
+	// DefaultOrphanRetry is how often an orphaned instance (its group was
+	// deleted) tries its control plane again, quietly, in case its
+	// certificate is pinned to a group again.
+	DefaultOrphanRetry = 5 * time.Minute
 	// quarantineSize is how many rejected configuration hashes are
 	// remembered.
 	quarantineSize = 8
+	// MaxTelemetryInFlight is how many analytics batches are sent ahead of
+	// their acknowledgements on one link.
+	MaxTelemetryInFlight = 4
 )
 
-// Options configure an [Agent]. ControlPlane, TLSConfig, NodeID,
+// Options configure an [Agent]. ControlPlane (or ControlPlanes), TLSConfig, NodeID,
 // Hostname, Version and Applier are required.
 type Options struct {
-	// ControlPlane is the cluster listener's address, "host:port".
+	// ControlPlane is the cluster listener's address, "host:port": the
+	// one address of a single control plane process.
 	ControlPlane string
+	// ControlPlanes are the cluster listeners of several control plane
+	// processes sharing one database, "host:port" each; used instead of
+	// ControlPlane when set. The agent connects to one; when the link
+	// fails or ends it tries the next one in turn (after the usual
+	// jittered backoff), so instances spread by listing the addresses in
+	// different orders. A host name with several addresses is tried
+	// address by address when dialing, too.
+	ControlPlanes []string
 	// TLSConfig holds the client certificate the instance presents and
 	// the CAs it trusts for the control plane's certificate (and its
 	// ServerName). It is used as is.
@@ -118,6 +140,17 @@ type Options struct {
 	// DialTimeout bounds one connection attempt up to the upgrade.
 	// Default DefaultDialTimeout.
 	DialTimeout time.Duration
+	// OrphanRetry is the delay (before jitter) between the attempts of an
+	// orphaned instance, which are logged at debug level after the first.
+	// Default DefaultOrphanRetry.
+	OrphanRetry time.Duration
+	// Analytics, when set, is the outbox of analytics batches: the agent
+	// announces wire.CapAnalytics and, on a link whose hello has it, sends
+	// every buffered batch (oldest first, at most MaxTelemetryInFlight
+	// unacknowledged at once) and removes each one the control plane
+	// acknowledges. Unacknowledged batches are sent again on the next
+	// link. nil announces no analytics and sends none.
+	Analytics *analytics.Outbox
 	// MaxPayload is the largest message accepted from the control plane,
 	// in bytes; default wire.DefaultMaxPayload (16 MiB). Inflated frames
 	// may be up to wire.DefaultMaxInflated.
@@ -128,10 +161,12 @@ type Options struct {
 // it with Run, and read its state with Status or Handler.
 type Agent struct {
 	// Immutable after New.
-	opts      Options
-	log       *slog.Logger
-	basicInfo []byte
-	query     string
+	opts Options
+	log  *slog.Logger
+	// info is the basic_info sent on every link; each link adds the
+	// hash and revision being served to a copy.
+	info  wire.BasicInfo
+	query string
 
 	// cacheTried is set once LoadCache ran, so that Run does not read the
 	// cache a second time.
@@ -153,6 +188,11 @@ type Agent struct {
 	lastErrorAt     time.Time
 	orphaned        bool
 	orphanReason    string
+	// current indexes Options.ControlPlanes: the address of the current
+	// link, or of the next attempt.
+	current int
+	// endSession ends the current link (Reconnect); nil between links.
+	endSession context.CancelFunc
 	// rejected is the last configuration that failed to apply.
 	rejected *Rejection
 	// quarantine holds the last quarantineSize rejected configurations,
@@ -177,7 +217,11 @@ type Rejection struct {
 // New checks opts, fills defaults and returns an idle Agent.
 func New(opts Options) (*Agent, error) {
 	var missing []string
-	if opts.ControlPlane == "" {
+	if len(opts.ControlPlanes) == 0 && opts.ControlPlane != "" {
+		opts.ControlPlanes = []string{opts.ControlPlane}
+	}
+	opts.ControlPlanes = slices.Clone(opts.ControlPlanes)
+	if len(opts.ControlPlanes) == 0 || slices.Contains(opts.ControlPlanes, "") {
 		missing = append(missing, "ControlPlane")
 	}
 	if opts.TLSConfig == nil {
@@ -218,23 +262,30 @@ func New(opts Options) (*Agent, error) {
 	if opts.DialTimeout <= 0 {
 		opts.DialTimeout = DefaultDialTimeout
 	}
+	if opts.OrphanRetry <= 0 {
+		opts.OrphanRetry = DefaultOrphanRetry
+	}
 	if opts.MaxPayload <= 0 {
 		opts.MaxPayload = wire.DefaultMaxPayload
 	}
-	bi, err := wire.EncodeBasicInfo(&wire.BasicInfo{
+	caps := []string{wire.CapRevisions}
+	if opts.Analytics != nil {
+		caps = append(caps, wire.CapAnalytics)
+	}
+	info := wire.BasicInfo{
 		Plugins: opts.Plugins,
 		Labels:  opts.Labels,
-		Gantry:  &wire.GantryHello{ProtocolVersion: wire.ProtocolVersion, Capabilities: []string{wire.CapRevisions}},
-	})
-	if err != nil {
+		Gantry:  &wire.GantryHello{ProtocolVersion: wire.ProtocolVersion, Capabilities: caps},
+	}
+	if _, err := wire.EncodeBasicInfo(&info); err != nil {
 		return nil, fmt.Errorf("agent: encode basic_info: %w", err)
 	}
 	q := wire.NodeQuery{NodeID: opts.NodeID, Hostname: opts.Hostname, Version: opts.Version}
 	return &Agent{
-		opts:      opts,
-		log:       opts.Logger.With("component", "agent"),
-		basicInfo: bi,
-		query:     q.RawQuery(),
+		opts:  opts,
+		log:   opts.Logger.With("component", "agent"),
+		info:  info,
+		query: q.RawQuery(),
 	}, nil
 }
 
@@ -247,22 +298,60 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.LoadCache(ctx)
 	}
 	attempt := 0
+	quiet := false // the orphaned instance said once that it retries quietly
 	for {
 		if attempt == 0 {
-			a.log.Info("connecting to control plane", "address", a.opts.ControlPlane, "node_id", a.opts.NodeID)
+			a.log.Info("connecting to control plane", "address", a.address(), "node_id", a.opts.NodeID)
 		}
-		received, err := a.session(ctx)
+		sctx, end := context.WithCancel(ctx)
+		a.mu.Lock()
+		a.endSession = end
+		a.mu.Unlock()
+		received, err := a.session(sctx)
+		a.mu.Lock()
+		a.endSession = nil
+		a.mu.Unlock()
+		end()
 		if ctx.Err() != nil {
-			return nil
+			return nil //nolint:nilerr // a cancelled ctx is a clean stop; the session's error is its consequence
 		}
 		if received {
 			// The link worked; start the backoff over.
 			attempt = 0
 		}
+		if errors.Is(err, context.Canceled) {
+			// Reconnect asked for a new link.
+			a.log.Info("reconnecting to the control plane", "address", a.address())
+			attempt = 0
+			if !a.pause(ctx, a.backoff(0)) {
+				return nil
+			}
+			continue
+		}
 		delay := a.backoff(attempt)
 		attempt++
 		a.setError(err)
-		a.log.Warn("control plane connection failed", "address", a.opts.ControlPlane, "error", explain(err), "retry_in", delay.Round(time.Millisecond))
+		failed := a.address()
+		next := a.nextAddress()
+		a.mu.Lock()
+		orphaned := a.orphaned
+		a.mu.Unlock()
+		switch {
+		case orphaned:
+			// Its group is gone: nothing will change soon, so neither side's log should
+			// fill with the same refusal.
+			delay = a.opts.OrphanRetry/2 + rand.N(a.opts.OrphanRetry/2+1) //nolint:gosec // jitter needs no unpredictability
+			if !quiet {
+				quiet = true
+				a.log.Warn("orphaned: retrying the control plane quietly in case this instance's certificate is pinned to a group again",
+					"every", a.opts.OrphanRetry, "error", explain(err))
+			} else {
+				a.log.Debug("orphaned: control plane connection failed", "address", failed, "error", explain(err), "retry_in", delay.Round(time.Millisecond))
+			}
+		default:
+			quiet = false
+			a.log.Warn("control plane connection failed", "address", failed, "error", explain(err), "retry_in", delay.Round(time.Millisecond), "next_address", next)
+		}
 		t := time.NewTimer(delay)
 		select {
 		case <-ctx.Done():
@@ -271,6 +360,62 @@ func (a *Agent) Run(ctx context.Context) error {
 		case <-t.C:
 		}
 	}
+}
+
+// basicInfo encodes the basic_info of a new link: the instance's plugins
+// and labels, and the configuration it serves now, so that the control
+// plane sends nothing it already runs.
+func (a *Agent) basicInfo() ([]byte, error) {
+	info := a.info
+	hello := *info.Gantry
+	if hash, loaded := a.opts.Applier.Current(); loaded && hash != "" {
+		a.mu.Lock()
+		hello.ConfigHash, hello.Revision = hash, a.revision
+		a.mu.Unlock()
+	}
+	info.Gantry = &hello
+	return wire.EncodeBasicInfo(&info)
+}
+
+// pause waits d, or until ctx ends (false).
+func (a *Agent) pause(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// Reconnect ends the current link, if any; Run connects again after its
+// usual short delay (with a renewed client certificate, say). Serving is not
+// affected.
+func (a *Agent) Reconnect() {
+	a.mu.Lock()
+	end := a.endSession
+	a.mu.Unlock()
+	if end != nil {
+		end()
+	}
+}
+
+// address returns the control plane address of the current link or the
+// next attempt.
+func (a *Agent) address() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.opts.ControlPlanes[a.current]
+}
+
+// nextAddress moves on to the next control plane address (the same one
+// when there is only one) and returns it.
+func (a *Agent) nextAddress() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.current = (a.current + 1) % len(a.opts.ControlPlanes)
+	return a.opts.ControlPlanes[a.current]
 }
 
 // backoff returns the delay before reconnect attempt n (0-based):
@@ -282,7 +427,7 @@ func (a *Agent) backoff(n int) time.Duration {
 		d = min(a.opts.BackoffMin<<n, a.opts.BackoffMax)
 	}
 	half := d / 2
-	return half + rand.N(d-half+1)
+	return half + rand.N(d-half+1) //nolint:gosec // jitter needs no unpredictability
 }
 
 // LoadCache applies the cached configuration, if there is one that
@@ -356,8 +501,11 @@ type Status struct {
 	Revision int64 `json:"revision"`
 	// Labels are the labels the instance announces; omitted when none.
 	Labels map[string]string `json:"labels,omitempty"`
-	// ControlPlane is the address the instance connects to.
+	// ControlPlane is the address the instance is connected to, or
+	// connects to next.
 	ControlPlane string `json:"control_plane"`
+	// ControlPlanes are every address the instance fails over between.
+	ControlPlanes []string `json:"control_planes"`
 	// Connected says whether a link to the control plane is up now.
 	Connected bool `json:"connected"`
 	// ConnectedSince is when the current link came up; nil when down.
@@ -388,7 +536,7 @@ func (a *Agent) Status() Status {
 	s := Status{
 		NodeID: a.opts.NodeID, Hostname: a.opts.Hostname, Version: a.opts.Version,
 		ConfigurationHash: hash, ConfigurationLoaded: loaded, ConfigurationSource: a.source,
-		Revision: a.revision, Labels: a.opts.Labels, ControlPlane: a.opts.ControlPlane,
+		Revision: a.revision, Labels: a.opts.Labels, ControlPlane: a.opts.ControlPlanes[a.current], ControlPlanes: a.opts.ControlPlanes,
 		Connected: a.connected, ProtocolVersion: a.protocolVersion,
 		LastError: a.lastError, Orphaned: a.orphaned, OrphanReason: a.orphanReason,
 	}
@@ -444,5 +592,5 @@ func (a *Agent) Handler() http.Handler {
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.WriteHeader(code)
-	json.NewEncoder(w).Encode(v)
+	_ = json.NewEncoder(w).Encode(v)
 }

@@ -264,10 +264,16 @@ func TestFragmentedAndLargeFrames(t *testing.T) {
 			return
 		}
 		third := len(b2) / 3
-		w.Write(b2[:third])
-		w.Write(b2[third : 2*third])
-		w.Write(b2[2*third:])
-		w.Close()
+		for _, part := range [][]byte{b2[:third], b2[third : 2*third], b2[2*third:]} {
+			if _, err := w.Write(part); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+		if err := w.Close(); err != nil {
+			t.Error(err)
+			return
+		}
 		x.a2 = l.next()
 		got <- x
 		l.hold()
@@ -407,19 +413,31 @@ func TestOrphaned(t *testing.T) {
 	}
 	t.Run("refused at the handshake", func(t *testing.T) {
 		p := newPKI(t)
+		var attempts atomic.Int32
 		srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			attempts.Add(1)
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(http.StatusForbidden)
-			io.WriteString(w, `{"message":"certificate belongs to runtime group 1234, which was deleted"}`)
+			_, _ = io.WriteString(w, `{"message":"certificate belongs to runtime group 1234, which was deleted"}`)
 		}))
 		srv.TLS = p.serverTLS()
 		srv.StartTLS()
 		t.Cleanup(srv.Close)
-		ag, _ := startAgent(t, Options{ControlPlane: strings.TrimPrefix(srv.URL, "https://"), TLSConfig: p.clientTLS(), Applier: &fakeGateway{}})
+		ag, logs := startAgent(t, Options{ControlPlane: strings.TrimPrefix(srv.URL, "https://"), TLSConfig: p.clientTLS(), Applier: &fakeGateway{},
+			OrphanRetry: 40 * time.Millisecond})
 		eventually(t, "orphaned status", func() bool { return ag.Status().Orphaned })
 		if st := ag.Status(); !strings.HasSuffix(st.LastError, "HTTP 403: certificate belongs to runtime group 1234, which was deleted") ||
 			st.OrphanReason != "certificate belongs to runtime group 1234, which was deleted" {
 			t.Fatalf("last_error %q", st.LastError)
+		}
+		// It keeps trying, at the orphan pace, and says so at warn level once.
+		eventually(t, "several quiet retries", func() bool { return attempts.Load() >= 4 })
+		out := logs.String()
+		if n := strings.Count(out, "level=WARN msg=\"orphaned: retrying"); n != 1 {
+			t.Fatalf("%d warnings about the quiet retry, want 1:\n%s", n, out)
+		}
+		if n := strings.Count(out, "level=WARN msg=\"control plane connection failed\""); n > 1 {
+			t.Fatalf("%d connection-failure warnings once orphaned, want at most the first:\n%s", n, out)
 		}
 	})
 }
@@ -430,6 +448,9 @@ func TestConnectionFailuresAreExplained(t *testing.T) {
 	p := newPKI(t)
 	other := newPKI(t)
 	cp := newFakeCP(t, p, func(l *link) { l.hold() })
+	// A plain HTTP server, as the control plane's API port is.
+	plainHTTP := httptest.NewServer(http.NotFoundHandler())
+	t.Cleanup(plainHTTP.Close)
 	closed := func() string {
 		l, _ := net.Listen("tcp", "127.0.0.1:0")
 		addr := l.Addr().String()
@@ -446,6 +467,7 @@ func TestConnectionFailuresAreExplained(t *testing.T) {
 		{"untrusted server", cp.addr(), &tls.Config{RootCAs: other.pool, Certificates: []tls.Certificate{p.client}, ServerName: "127.0.0.1"}, "not signed by a trusted CA"},
 		{"wrong name", cp.addr(), &tls.Config{RootCAs: p.pool, Certificates: []tls.Certificate{p.client}, ServerName: "cp.example"}, "does not name the address"},
 		{"client certificate of another CA", cp.addr(), other.clientTLSTo(p.pool), "refused this instance's client certificate"},
+		{"the API port", plainHTTP.Listener.Addr().String(), p.clientTLS(), "is --control-plane the API port"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -487,10 +509,14 @@ func TestStartsFromCache(t *testing.T) {
 	t.Run("truncated cache", func(t *testing.T) {
 		dir := t.TempDir()
 		c, _ := cache.New(cache.Options{Dir: dir})
-		c.Save(context.Background(), &cache.Entry{Revision: 9, ConfigHash: hash, Config: cfg})
+		if err := c.Save(context.Background(), &cache.Entry{Revision: 9, ConfigHash: hash, Config: cfg}); err != nil {
+			t.Fatal(err)
+		}
 		path := filepath.Join(dir, cache.ConfigFile)
 		b, _ := os.ReadFile(path)
-		os.WriteFile(path, b[:len(b)-7], 0o600)
+		if err := os.WriteFile(path, b[:len(b)-7], 0o600); err != nil {
+			t.Fatal(err)
+		}
 		gw := &fakeGateway{}
 		ag, logs := startAgent(t, Options{ControlPlane: nowhere, TLSConfig: newPKI(t).clientTLS(), Applier: gw, Cache: c})
 		eventually(t, "a connection error", func() bool { return ag.Status().LastError != "" })
@@ -523,7 +549,9 @@ func TestStatusHandler(t *testing.T) {
 		body["connected"] != false || body["connected_since"] != nil || body["node_id"] != "n1" || body["orphaned"] != false {
 		t.Fatalf("status before: %d %v", code, body)
 	}
-	gw.Apply(context.Background(), testConfig(1), "0123456789abcdef0123456789abcdef")
+	if _, err := gw.Apply(context.Background(), testConfig(1), "0123456789abcdef0123456789abcdef"); err != nil {
+		t.Fatal(err)
+	}
 	code, body = get(t, h, "/status/ready")
 	if code != 200 || body["message"] != "ready" {
 		t.Fatalf("ready after: %d %v", code, body)

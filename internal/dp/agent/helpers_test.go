@@ -78,8 +78,12 @@ type link struct {
 	query wire.NodeQuery
 	info  *wire.BasicInfo
 	// in receives every decoded DP data frame after basic_info, and
-	// every ping as a string.
-	in chan any
+	// every ping as a string. The frame reader closes it when the
+	// connection ends; pings arrive on another goroutine, so they are
+	// delivered under inMu and only while in is open.
+	in       chan any
+	inMu     sync.Mutex
+	inClosed bool // guarded by inMu
 }
 
 // send writes a CP->DP message as one gzip'd binary frame.
@@ -182,9 +186,13 @@ func newFakeCP(t *testing.T, p *pki, script func(l *link)) *fakeCP {
 		}
 		l := &link{t: t, query: q, in: make(chan any, 64)}
 		c, err := websocket.Accept(w, r, &websocket.AcceptOptions{OnPingReceived: func(_ context.Context, p []byte) bool {
-			select {
-			case l.in <- string(p):
-			default:
+			l.inMu.Lock()
+			defer l.inMu.Unlock()
+			if !l.inClosed {
+				select {
+				case l.in <- string(p):
+				default:
+				}
 			}
 			return true
 		}})
@@ -199,6 +207,10 @@ func newFakeCP(t *testing.T, p *pki, script func(l *link)) *fakeCP {
 		cp.mu.Unlock()
 		ctx := r.Context()
 		typ, first, err := c.Read(ctx)
+		if websocket.CloseStatus(err) == websocket.StatusGoingAway {
+			// The agent stopped (the test is ending) between the upgrade and its basic_info.
+			return
+		}
 		if err != nil || typ != websocket.MessageBinary {
 			t.Errorf("first frame: %v %v", typ, err)
 			return
@@ -208,7 +220,12 @@ func newFakeCP(t *testing.T, p *pki, script func(l *link)) *fakeCP {
 			return
 		}
 		go func() {
-			defer close(l.in)
+			defer func() {
+				l.inMu.Lock()
+				l.inClosed = true
+				close(l.in)
+				l.inMu.Unlock()
+			}()
 			for {
 				_, b, err := c.Read(ctx)
 				if err != nil {

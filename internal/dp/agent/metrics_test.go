@@ -9,7 +9,7 @@ import (
 
 func TestStatusHandlerMetrics(t *testing.T) {
 	metrics := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.WriteString(w, "kong_datastore_reachable 1\n")
+		_, _ = io.WriteString(w, "kong_datastore_reachable 1\n")
 	})
 	tests := []struct {
 		name     string

@@ -2,18 +2,22 @@ package agent
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/gantry-gw/gantry/internal/dp/analytics"
 	"github.com/gantry-gw/gantry/internal/dp/cache"
 	"github.com/gantry-gw/gantry/internal/wire"
+	"github.com/gantry-gw/gantry/internal/wire/telemetry"
 )
 
 // config is one configuration to apply: from a revision frame (revision >
@@ -36,6 +40,13 @@ type session struct {
 	pending chan config
 	// pingNow asks the pinger to ping at once (after an apply).
 	pingNow chan struct{}
+	// telemetryAcked wakes the telemetry sender after an acknowledgement.
+	telemetryAcked chan struct{}
+	// sending is set by the reader once the telemetry sender runs; read
+	// and written only by the reader.
+	sending bool
+	// wg tracks the session's goroutines.
+	wg sync.WaitGroup
 
 	errOnce sync.Once
 	err     error // the first error that ended the session; set once
@@ -53,7 +64,8 @@ func (s *session) fail(err error) {
 // frame (the link worked, so backoff starts over).
 func (a *Agent) session(ctx context.Context) (received bool, err error) {
 	dctx, dcancel := context.WithTimeout(ctx, a.opts.DialTimeout)
-	ws, err := dialWS(dctx, a.opts.ControlPlane, a.opts.TLSConfig, wire.OutletPath, a.query, a.opts.MaxPayload)
+	addr := a.address()
+	ws, err := dialWS(dctx, addr, a.opts.TLSConfig, wire.OutletPath, a.query, a.opts.MaxPayload)
 	dcancel()
 	if err != nil {
 		var he *HandshakeError
@@ -63,34 +75,38 @@ func (a *Agent) session(ctx context.Context) (received bool, err error) {
 		return false, err
 	}
 	sctx, cancel := context.WithCancel(ctx)
-	s := &session{a: a, ws: ws, pending: make(chan config, 1), pingNow: make(chan struct{}, 1), cancel: cancel}
+	s := &session{a: a, ws: ws, pending: make(chan config, 1), pingNow: make(chan struct{}, 1),
+		telemetryAcked: make(chan struct{}, 1), cancel: cancel}
 	// Closing the connection is what unblocks the reader.
-	stop := context.AfterFunc(sctx, func() { ws.close(1001, "going away") })
+	stop := context.AfterFunc(sctx, func() { _ = ws.close(1001, "going away") })
 	defer stop()
 
-	if err := ws.write(opBinary, a.basicInfo); err != nil {
+	bi, err := a.basicInfo()
+	if err == nil {
+		err = ws.write(opBinary, bi)
+	}
+	if err != nil {
 		cancel()
-		ws.conn.Close()
+		_ = ws.conn.Close()
 		return false, fmt.Errorf("sending basic_info: %w", err)
 	}
 	now := time.Now()
 	a.mu.Lock()
 	a.connected, a.connectedSince, a.protocolVersion = true, now, 0
 	a.mu.Unlock()
-	a.log.Info("connected to control plane", "address", a.opts.ControlPlane)
+	a.log.Info("connected to control plane", "address", addr)
 	defer func() {
 		a.mu.Lock()
 		a.connected, a.protocolVersion = false, 0
 		a.mu.Unlock()
 	}()
 
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); s.pinger(sctx) }()
-	go func() { defer wg.Done(); s.applier(sctx) }()
+	s.wg.Add(2)
+	go func() { defer s.wg.Done(); s.pinger(sctx) }()
+	go func() { defer s.wg.Done(); s.applier(sctx) }()
 	received = s.reader(sctx)
 	cancel()
-	wg.Wait()
+	s.wg.Wait()
 	if ctx.Err() != nil {
 		return received, ctx.Err()
 	}
@@ -140,12 +156,80 @@ func (s *session) reader(ctx context.Context) (received bool) {
 			a.protocolVersion = m.ProtocolVersion
 			a.mu.Unlock()
 			a.log.Debug("control plane hello", "protocol_version", m.ProtocolVersion, "capabilities", m.Capabilities)
+			if m.Has(wire.CapAnalytics) && a.opts.Analytics != nil && !s.sending {
+				s.sending = true
+				s.wg.Add(1)
+				go func() { defer s.wg.Done(); s.telemetrySender(ctx) }()
+			}
+		case *wire.TelemetryAck:
+			if a.opts.Analytics != nil && a.opts.Analytics.Ack(m.Seq) {
+				select {
+				case s.telemetryAcked <- struct{}{}:
+				default:
+				}
+			}
 		case *wire.Revision:
 			s.enqueue(config{revision: m.Revision, hash: m.ConfigHash, table: m.ConfigTable, answer: true})
 		case *wire.Reconfigure:
 			s.enqueue(config{hash: m.ConfigHash, table: m.ConfigTable})
 		}
 	}
+}
+
+// telemetrySender sends the outbox's batches, oldest first, keeping at
+// most MaxTelemetryInFlight of them unacknowledged on this link, until ctx
+// ends. A batch sent on this link is not sent again on it; the next link
+// sends every batch still unacknowledged.
+func (s *session) telemetrySender(ctx context.Context) {
+	out := s.a.opts.Analytics
+	inFlight := make(map[int64]bool, MaxTelemetryInFlight)
+	for {
+		pending := out.Pending()
+		// Forget the batches acknowledged or dropped since.
+		for seq := range inFlight {
+			if !slices.ContainsFunc(pending, func(b *analytics.Batch) bool { return b.Seq == seq }) {
+				delete(inFlight, seq)
+			}
+		}
+		for _, b := range pending {
+			if len(inFlight) >= MaxTelemetryInFlight {
+				break
+			}
+			if inFlight[b.Seq] {
+				continue
+			}
+			if err := s.sendTelemetry(b); err != nil {
+				s.fail(err)
+				return
+			}
+			inFlight[b.Seq] = true
+			out.NoteSent()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-out.Ready():
+		case <-s.telemetryAcked:
+		}
+	}
+}
+
+// sendTelemetry sends one analytics batch as a telemetry frame.
+func (s *session) sendTelemetry(b *analytics.Batch) error {
+	payload, err := b.Payload()
+	if err != nil {
+		return fmt.Errorf("analytics batch %d: %w", b.Seq, err)
+	}
+	frame, err := wire.EncodeDPFrame(&wire.Telemetry{Schema: telemetry.Schema, Seq: b.Seq,
+		SentAt: float64(time.Now().UnixNano()) / 1e9, Payload: payload})
+	if err != nil {
+		return fmt.Errorf("encoding analytics batch %d: %w", b.Seq, err)
+	}
+	if err := s.ws.write(opBinary, frame); err != nil {
+		return fmt.Errorf("sending analytics batch %d: %w", b.Seq, err)
+	}
+	s.a.log.Debug("analytics batch sent", "seq", b.Seq, "minutes", b.Minutes, "bytes", len(frame))
+	return nil
 }
 
 // otherFrame handles a CP frame type the wire package does not know:
@@ -397,6 +481,7 @@ func explain(err error) string {
 		ci  x509.CertificateInvalidError
 		he  *HandshakeError
 		dns *net.DNSError
+		rh  tls.RecordHeaderError
 	)
 	msg := err.Error()
 	switch {
@@ -408,6 +493,8 @@ func explain(err error) string {
 		return "the control plane's certificate is invalid: " + msg
 	case errors.As(err, &he):
 		return msg
+	case errors.As(err, &rh):
+		return "the address answered without TLS: is --control-plane the API port (:8080)? Give the cluster listener (gantry serve --cluster-listen, :8005 by default): " + msg
 	case errors.As(err, &dns):
 		return "cannot resolve the control plane's host: " + msg
 	case errors.Is(err, syscall.ECONNREFUSED):

@@ -90,7 +90,10 @@ func dialWS(ctx context.Context, addr string, cfg *tls.Config, path, rawQuery st
 		return nil, err
 	}
 	if dl, ok := ctx.Deadline(); ok {
-		c.SetDeadline(dl)
+		if err := c.SetDeadline(dl); err != nil {
+			_ = c.Close()
+			return nil, err
+		}
 	}
 	target := path
 	if rawQuery != "" {
@@ -100,7 +103,7 @@ func dialWS(ctx context.Context, addr string, cfg *tls.Config, path, rawQuery st
 	var se *wsframe.StatusError
 	switch {
 	case errors.As(err, &se):
-		c.Close()
+		_ = c.Close()
 		// Kong-style error bodies are {"message":"…"}; keep just the
 		// sentence when that is what came.
 		body := se.Body[:min(len(se.Body), 1024)]
@@ -112,10 +115,13 @@ func dialWS(ctx context.Context, addr string, cfg *tls.Config, path, rawQuery st
 		}
 		return nil, &HandshakeError{StatusCode: se.StatusCode, Body: string(body)}
 	case err != nil:
-		c.Close()
+		_ = c.Close()
 		return nil, err
 	}
-	c.SetDeadline(time.Time{})
+	if err := c.SetDeadline(time.Time{}); err != nil {
+		_ = c.Close()
+		return nil, err
+	}
 	return &wsConn{conn: c, br: br, maxPayload: maxPayload}, nil
 }
 
@@ -130,7 +136,7 @@ func (w *wsConn) readMessage(idle time.Duration, onPong func()) (wsframe.Opcode,
 		msg   []byte
 	)
 	for {
-		w.conn.SetReadDeadline(time.Now().Add(idle))
+		_ = w.conn.SetReadDeadline(time.Now().Add(idle)) // fails only on a closed conn, as the read below does
 		f, err := wsframe.Read(w.br, w.maxPayload)
 		if err != nil {
 			return 0, nil, err
@@ -156,7 +162,7 @@ func (w *wsConn) readMessage(idle time.Duration, onPong func()) (wsframe.Opcode,
 			}
 			// Echo the status, as RFC 6455 §5.5.1 asks; the peer may
 			// already be gone.
-			w.write(opClose, payload[:min(len(payload), 2)])
+			_ = w.write(opClose, payload[:min(len(payload), 2)])
 			return 0, nil, ce
 		case opText, opBinary:
 			if msgOp != 0 {
@@ -195,7 +201,9 @@ func (w *wsConn) write(op wsframe.Opcode, payload []byte) error {
 	if cap(b) <= 64<<10 {
 		w.wbuf = b
 	}
-	w.conn.SetWriteDeadline(time.Now().Add(writeTimeout))
+	if err := w.conn.SetWriteDeadline(time.Now().Add(writeTimeout)); err != nil {
+		return err
+	}
 	_, err := w.conn.Write(b)
 	return err
 }
@@ -205,6 +213,6 @@ func (w *wsConn) write(op wsframe.Opcode, payload []byte) error {
 func (w *wsConn) close(code int, reason string) error {
 	p := binary.BigEndian.AppendUint16(nil, uint16(code))
 	p = append(p, reason...)
-	w.write(opClose, p)
+	_ = w.write(opClose, p) // best effort: the connection closes either way
 	return w.conn.Close()
 }

@@ -5,11 +5,13 @@
 //
 // # Files
 //
-// Both live in the cache directory (created 0700 if missing):
+// They live in the cache directory (created 0700 if missing):
 //
 //	node.id       the instance's UUID, one line; created once and kept
 //	              forever, like Kong's <prefix>/kong.id.
 //	config.cache  the last applied revision: a header line, then the body.
+//	other files   written by other parts of the runtime through WriteFile
+//	              (analytics.outbox: see package internal/dp/analytics).
 //
 // The header is
 //
@@ -281,23 +283,24 @@ func writeAtomic(dir, name string, data []byte) (err error) {
 	tmp := f.Name()
 	defer func() {
 		if err != nil {
-			f.Close()
-			os.Remove(tmp)
+			// The write failed already; the temporary file only has to go.
+			_ = f.Close()
+			_ = os.Remove(tmp)
 		}
 	}()
-	if err = f.Chmod(0o600); err != nil {
+	if err := f.Chmod(0o600); err != nil {
 		return err
 	}
-	if _, err = io.Copy(f, bytes.NewReader(data)); err != nil {
+	if _, err := io.Copy(f, bytes.NewReader(data)); err != nil {
 		return err
 	}
-	if err = f.Sync(); err != nil {
+	if err := f.Sync(); err != nil {
 		return err
 	}
-	if err = f.Close(); err != nil {
+	if err := f.Close(); err != nil {
 		return err
 	}
-	if err = os.Rename(tmp, filepath.Join(dir, name)); err != nil {
+	if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
 		return err
 	}
 	// The rename is durable only once the directory entry is.
@@ -305,6 +308,45 @@ func writeAtomic(dir, name string, data []byte) (err error) {
 	if err != nil {
 		return err
 	}
-	defer d.Close()
-	return d.Sync()
+	syncErr := d.Sync()
+	_ = d.Close() // read-only: closing it loses nothing
+	return syncErr
+}
+
+// WriteFile replaces the file name in the cache directory with data,
+// atomically (temp file, fsync, rename, fsync of the directory), as Save
+// does for the configuration; it is created 0600. Other runtime state that
+// must survive a restart (the analytics outbox) is written with it; name
+// must be a plain file name, not ConfigFile or NodeIDFile.
+func (c *Cache) WriteFile(name string, data []byte) error {
+	if err := checkName(name); err != nil {
+		return err
+	}
+	if err := writeAtomic(c.dir, name, data); err != nil {
+		return fmt.Errorf("cache: write %s: %w", name, err)
+	}
+	return nil
+}
+
+// ReadFile returns the contents of the file name in the cache directory;
+// its error wraps fs.ErrNotExist when there is none.
+func (c *Cache) ReadFile(name string) ([]byte, error) {
+	if err := checkName(name); err != nil {
+		return nil, err
+	}
+	data, err := os.ReadFile(filepath.Join(c.dir, name))
+	if err != nil {
+		return nil, fmt.Errorf("cache: read %s: %w", name, err)
+	}
+	return data, nil
+}
+
+// checkName refuses names that would leave the directory or overwrite the
+// files the cache manages itself.
+func checkName(name string) error {
+	if name == "" || name != filepath.Base(name) || name == "." || name == ".." || strings.HasPrefix(name, ".tmp-") ||
+		name == ConfigFile || name == NodeIDFile {
+		return fmt.Errorf("cache: %q is not a file name the cache may write", name)
+	}
+	return nil
 }

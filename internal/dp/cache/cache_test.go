@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -45,7 +46,9 @@ func TestNewChecksOptions(t *testing.T) {
 	}
 	// A file where the directory should be cannot be used.
 	f := filepath.Join(t.TempDir(), "file")
-	os.WriteFile(f, nil, 0o600)
+	if err := os.WriteFile(f, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := New(Options{Dir: f}); err == nil {
 		t.Fatal("New over a regular file succeeded")
 	}
@@ -183,7 +186,9 @@ func TestLoadRefusesDamagedFiles(t *testing.T) {
 		})
 	}
 	// The good bytes still load: the cases above failed for their damage.
-	os.WriteFile(path, good, 0o600)
+	if err := os.WriteFile(path, good, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := c.Load(ctx); err != nil {
 		t.Fatalf("restored file: %v", err)
 	}
@@ -192,7 +197,9 @@ func TestLoadRefusesDamagedFiles(t *testing.T) {
 func TestNewRemovesLeftoverTempFiles(t *testing.T) {
 	dir := t.TempDir()
 	left := filepath.Join(dir, ".tmp-123")
-	os.WriteFile(left, []byte("half a write"), 0o600)
+	if err := os.WriteFile(left, []byte("half a write"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := New(Options{Dir: dir}); err != nil {
 		t.Fatal(err)
 	}
@@ -216,8 +223,41 @@ func TestNodeIDPersists(t *testing.T) {
 	if err != nil || id2 != id {
 		t.Fatalf("second open: %q, %v; want %q", id2, err, id)
 	}
-	os.WriteFile(filepath.Join(dir, NodeIDFile), []byte("not-a-uuid\n"), 0o600)
+	if err := os.WriteFile(filepath.Join(dir, NodeIDFile), []byte("not-a-uuid\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := c2.NodeID(); err == nil || !strings.Contains(err.Error(), "does not hold a UUID") {
 		t.Fatalf("damaged node id: %v", err)
+	}
+}
+
+func TestWriteFile(t *testing.T) {
+	c, err := New(Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.ReadFile("other.state"); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("ReadFile of a missing file: %v", err)
+	}
+	for _, data := range []string{"one", "two"} {
+		if err := c.WriteFile("other.state", []byte(data)); err != nil {
+			t.Fatal(err)
+		}
+		got, err := c.ReadFile("other.state")
+		if err != nil || string(got) != data {
+			t.Fatalf("ReadFile = %q, %v; want %q", got, err, data)
+		}
+	}
+	fi, err := os.Stat(filepath.Join(c.Dir(), "other.state"))
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("mode %v, %v", fi.Mode(), err)
+	}
+	for _, bad := range []string{"", ".", "..", "../x", "a/b", ConfigFile, NodeIDFile, ".tmp-1"} {
+		if err := c.WriteFile(bad, []byte("x")); err == nil {
+			t.Errorf("WriteFile(%q) succeeded", bad)
+		}
+		if _, err := c.ReadFile(bad); err == nil && bad != "" {
+			t.Errorf("ReadFile(%q) succeeded", bad)
+		}
 	}
 }

@@ -13,8 +13,12 @@
 // it lives in long-lived registries passed in [Options] and is keyed by
 // entity identity.
 //
-// Any entity that fails to compile rejects the whole revision (see
-// [ErrRejected]); every entity error is reported, not only the first.
+// Each entity document is decoded once, into the typed struct of its
+// collection (entities.go), whose defaults are the schema's
+// (internal/config/schema; see decode.go); compiling reads typed values
+// only. Any entity that fails to decode or compile rejects the whole
+// revision (see [ErrRejected]); every entity error is reported, not only
+// the first, with the path of the field it concerns.
 package compile
 
 import (
@@ -33,6 +37,7 @@ import (
 	"time"
 
 	"github.com/gantry-gw/gantry/internal/config/schema"
+	"github.com/gantry-gw/gantry/internal/dp/h1"
 	"github.com/gantry-gw/gantry/internal/dp/health"
 	"github.com/gantry-gw/gantry/internal/dp/plugin"
 	"github.com/gantry-gw/gantry/internal/dp/proxy"
@@ -157,31 +162,26 @@ func Compile(ctx context.Context, cfg map[string]any, opts Options) (*Compiled, 
 		cfg = map[string]any{}
 	}
 	b := &builder{ctx: ctx, cfg: cfg, opts: opts, c: &Compiled{counts: map[string]int{}}}
+	// Every document is decoded first, once; the steps read typed values.
 	// keys come before consumers: the plugin environment built there
 	// carries them (jwt verifies with them).
-	steps := []func() error{b.vaults, b.certificates, b.upstreams, b.services, b.routes, b.keys, b.consumers, b.plugins}
+	steps := []func() error{b.decode, b.vaults, b.certificates, b.upstreams, b.services, b.routes, b.keys, b.consumers, b.plugins}
 	for _, step := range steps {
 		if err := ctx.Err(); err != nil {
-			b.c.Close()
-			return nil, nil, fmt.Errorf("compile: %w", err)
+			return b.fail(fmt.Errorf("compile: %w", err))
 		}
 		if err := step(); err != nil {
-			b.c.Close()
-			return nil, nil, err
+			return b.fail(err)
 		}
 	}
 	if len(b.errs.errs) > 0 {
-		b.c.Close()
-		errs := b.errs.sorted()
-		return nil, errs, fmt.Errorf("compile: %w: %d entity errors", ErrRejected, len(errs))
+		return b.reject()
 	}
 	if err := b.finishUpstreams(); err != nil {
-		b.c.Close()
 		if len(b.errs.errs) > 0 {
-			errs := b.errs.sorted()
-			return nil, errs, fmt.Errorf("compile: %w: %d entity errors", ErrRejected, len(errs))
+			return b.reject()
 		}
-		return nil, nil, err
+		return b.fail(err)
 	}
 	return b.c, nil, nil
 }
@@ -193,6 +193,8 @@ type builder struct {
 	opts Options
 	c    *Compiled
 	errs collector
+	// in is cfg decoded, by the first step.
+	in config
 
 	vaultList   []plugin.VaultEntity
 	keyList     []plugin.Key // keys for the plugin environment, in config order
@@ -208,12 +210,76 @@ type builder struct {
 	groups      map[string]bool
 }
 
-// list reads one collection, reporting a malformed collection as an entity
-// error of that collection.
-func (b *builder) list(collection string) []doc {
-	ds, err := entities(b.cfg, collection)
+// config is a configuration decoded: the entities of every collection
+// compile reads, in configuration order.
+type config struct {
+	vaults                 []decoded[vaultEntity]
+	certificates           []decoded[certificateEntity]
+	snis                   []decoded[sniEntity]
+	caCertificates         []decoded[caCertificateEntity]
+	upstreams              []decoded[upstreamEntity]
+	targets                []decoded[targetEntity]
+	services               []decoded[serviceEntity]
+	routes                 []decoded[routeEntity]
+	keySets                []decoded[keySetEntity]
+	keys                   []decoded[keyEntity]
+	consumers              []decoded[consumerEntity]
+	consumerGroups         []decoded[consumerGroupEntity]
+	consumerGroupConsumers []decoded[consumerGroupMember]
+	keyAuths               []decoded[keyAuthEntity]
+	basicAuths             []decoded[basicAuthEntity]
+	jwtSecrets             []decoded[jwtSecretEntity]
+	hmacAuths              []decoded[hmacAuthEntity]
+	acls                   []decoded[aclEntity]
+	plugins                []decoded[pluginEntity]
+}
+
+// fail releases what was built and returns err.
+func (b *builder) fail(err error) (*Compiled, []wire.EntityError, error) {
+	_ = b.c.Close() // nothing was served from it; err says what matters
+	return nil, nil, err
+}
+
+// reject releases what was built and returns the entity errors.
+func (b *builder) reject() (*Compiled, []wire.EntityError, error) {
+	_ = b.c.Close() // nothing was served from it; the entity errors say what matters
+	errs := b.errs.sorted()
+	return nil, errs, fmt.Errorf("compile: %w: %d entity errors", ErrRejected, len(errs))
+}
+
+// decode decodes every collection compile reads.
+func (b *builder) decode() error {
+	c := &collections
+	b.in = config{
+		vaults:                 read(b, c.vaults),
+		certificates:           read(b, c.certificates),
+		snis:                   read(b, c.snis),
+		caCertificates:         read(b, c.caCertificates),
+		upstreams:              read(b, c.upstreams),
+		targets:                read(b, c.targets),
+		services:               read(b, c.services),
+		routes:                 read(b, c.routes),
+		keySets:                read(b, c.keySets),
+		keys:                   read(b, c.keys),
+		consumers:              read(b, c.consumers),
+		consumerGroups:         read(b, c.consumerGroups),
+		consumerGroupConsumers: read(b, c.consumerGroupConsumers),
+		keyAuths:               read(b, c.keyAuths),
+		basicAuths:             read(b, c.basicAuths),
+		jwtSecrets:             read(b, c.jwtSecrets),
+		hmacAuths:              read(b, c.hmacAuths),
+		acls:                   read(b, c.acls),
+		plugins:                read(b, c.plugins),
+	}
+	return nil
+}
+
+// list returns the documents of one collection, reporting a malformed
+// collection as an error of that collection.
+func (b *builder) list(collection string) []map[string]any {
+	ds, err := documents(b.cfg, collection)
 	if err != nil {
-		b.errs.errs = append(b.errs.errs, wire.EntityError{EntityType: collection, Message: err.Error()})
+		b.errs.collection(collection, err.Error())
 		return nil
 	}
 	b.c.counts[collection] = len(ds)
@@ -221,22 +287,19 @@ func (b *builder) list(collection string) []doc {
 }
 
 func (b *builder) vaults() error {
-	for _, d := range b.list("vaults") {
-		var fe fieldErrors
-		v := plugin.VaultEntity{ID: fe.str(d, "id"), Name: fe.str(d, "name"), Prefix: fe.str(d, "prefix")}
-		if c := fe.rec(d, "config"); c != nil {
-			v.EnvPrefix = fe.str(c, "prefix")
-		}
+	for i := range b.in.vaults {
+		v, fe := &b.in.vaults[i].v, b.in.vaults[i].errs
+		ve := plugin.VaultEntity{ID: v.ID, Name: v.Name, Prefix: v.Prefix, EnvPrefix: v.Config.Prefix}
 		if len(fe) == 0 {
-			if _, err := plugin.NewVaultResolver(plugin.VaultResolverOptions{Vaults: []plugin.VaultEntity{v}, LookupEnv: b.opts.LookupEnv}); err != nil {
-				fe.add("", err.Error())
+			if _, err := plugin.NewVaultResolver(plugin.VaultResolverOptions{Vaults: []plugin.VaultEntity{ve}, LookupEnv: b.opts.LookupEnv}); err != nil {
+				fe.add(nil, err.Error())
 			}
 		}
 		if len(fe) > 0 {
-			b.errs.entity("vaults", d, "prefix", fe)
+			b.errs.entity("vaults", v, fe)
 			continue
 		}
-		b.vaultList = append(b.vaultList, v)
+		b.vaultList = append(b.vaultList, ve)
 	}
 	r, err := plugin.NewVaultResolver(plugin.VaultResolverOptions{Vaults: b.vaultList, LookupEnv: b.opts.LookupEnv})
 	if err != nil {
@@ -247,14 +310,14 @@ func (b *builder) vaults() error {
 }
 
 // deref resolves a vault reference in a referenceable field, recording a
-// failure against field.
-func (b *builder) deref(fe *fieldErrors, field, v string) string {
+// failure against the field at path.
+func (b *builder) deref(fe *fieldErrors, path []string, v string) string {
 	if !plugin.IsReference(v) {
 		return v
 	}
 	s, err := b.resolver.Resolve(v)
 	if err != nil {
-		fe.add(field, err.Error())
+		fe.add(path, err.Error())
 		return ""
 	}
 	return s
@@ -262,89 +325,88 @@ func (b *builder) deref(fe *fieldErrors, field, v string) string {
 
 func (b *builder) certificates() error {
 	b.certByID = make(map[string][]*tls.Certificate)
-	for _, d := range b.list("certificates") {
-		var fe fieldErrors
-		id := fe.str(d, "id")
-		cert := b.deref(&fe, "cert", fe.str(d, "cert"))
-		key := b.deref(&fe, "key", fe.str(d, "key"))
-		certAlt := b.deref(&fe, "cert_alt", fe.str(d, "cert_alt"))
-		keyAlt := b.deref(&fe, "key_alt", fe.str(d, "key_alt"))
+	for i := range b.in.certificates {
+		c, fe := &b.in.certificates[i].v, b.in.certificates[i].errs
+		cert := b.deref(&fe, at("cert"), c.Cert)
+		key := b.deref(&fe, at("key"), c.Key)
+		certAlt := b.deref(&fe, at("cert_alt"), c.CertAlt)
+		keyAlt := b.deref(&fe, at("key_alt"), c.KeyAlt)
 		var pair []*tls.Certificate
 		if len(fe) == 0 {
-			if c, err := keyPair(cert, key); err != nil {
-				fe.add("cert", err.Error())
+			if tc, err := keyPair(cert, key); err != nil {
+				fe.add(at("cert"), err.Error())
 			} else {
-				pair = append(pair, c)
+				pair = append(pair, tc)
 			}
 			if certAlt != "" || keyAlt != "" {
-				if c, err := keyPair(certAlt, keyAlt); err != nil {
-					fe.add("cert_alt", err.Error())
+				if tc, err := keyPair(certAlt, keyAlt); err != nil {
+					fe.add(at("cert_alt"), err.Error())
 				} else {
-					pair = append(pair, c)
+					pair = append(pair, tc)
 				}
 			}
 		}
 		if len(fe) > 0 {
-			b.errs.entity("certificates", d, "", fe)
+			b.errs.entity("certificates", c, fe)
 			continue
 		}
-		b.certByID[id] = pair
+		b.certByID[c.ID] = pair
 	}
 	b.c.certs = newCertStore()
-	for _, d := range b.list("snis") {
-		var fe fieldErrors
-		name := fe.str(d, "name")
-		certID := fe.fk(d, "certificate")
+	for i := range b.in.snis {
+		s, fe := &b.in.snis[i].v, b.in.snis[i].errs
 		if len(fe) == 0 {
-			if cs, ok := b.certByID[certID]; !ok {
-				fe.add("certificate", fmt.Sprintf("certificate %q does not exist", certID))
-			} else if err := b.c.certs.add(name, cs); err != nil {
-				fe.add("name", err.Error())
+			if cs, ok := b.certByID[string(s.Certificate)]; !ok {
+				fe.add(at("certificate"), fmt.Sprintf("certificate %q does not exist", s.Certificate))
+			} else if err := b.c.certs.add(s.Name, cs); err != nil {
+				fe.add(at("name"), err.Error())
 			}
 		}
 		if len(fe) > 0 {
-			b.errs.entity("snis", d, "name", fe)
+			b.errs.entity("snis", s, fe)
 		}
 	}
 	b.caByID = make(map[string]*x509.Certificate)
-	for _, d := range b.list("ca_certificates") {
-		var fe fieldErrors
-		id := fe.str(d, "id")
-		c, err := parseCACert(fe.str(d, "cert"))
+	for i := range b.in.caCertificates {
+		ca, fe := &b.in.caCertificates[i].v, b.in.caCertificates[i].errs
+		c, err := parseCACert(ca.Cert)
 		if err != nil {
-			fe.add("cert", err.Error())
+			fe.add(at("cert"), err.Error())
 		}
 		if len(fe) > 0 {
-			b.errs.entity("ca_certificates", d, "", fe)
+			b.errs.entity("ca_certificates", ca, fe)
 			continue
 		}
-		b.caByID[id] = c
+		b.caByID[ca.ID] = c
 	}
 	return nil
 }
 
 func (b *builder) upstreams() error {
-	targetsOf := make(map[string][]doc)
-	for _, t := range b.list("targets") {
-		up, err := t.fk("upstream")
-		if err != nil || up == "" {
-			b.errs.one("targets", t, "target", "upstream", "required field missing")
+	targetsOf := make(map[ref][]*targetEntity)
+	for i := range b.in.targets {
+		t, fe := &b.in.targets[i].v, b.in.targets[i].errs
+		if len(fe) == 0 && t.Upstream == "" {
+			fe.add(at("upstream"), "required field missing")
+		}
+		if len(fe) > 0 {
+			b.errs.entity("targets", t, fe)
 			continue
 		}
-		targetsOf[up] = append(targetsOf[up], t)
+		targetsOf[t.Upstream] = append(targetsOf[t.Upstream], t)
 	}
 	b.upSpecs = make(map[string]*upstreamSpec)
-	known := make(map[string]bool)
-	for _, d := range b.list("upstreams") {
-		id, _ := d.str("id")
-		known[id] = true
-		s, fe := parseUpstream(d, targetsOf[id])
+	known := make(map[ref]bool)
+	for i := range b.in.upstreams {
+		u, fe := &b.in.upstreams[i].v, b.in.upstreams[i].errs
+		known[ref(u.ID)] = true
+		s, fe := parseUpstream(u, fe, targetsOf[ref(u.ID)])
 		if len(fe) > 0 {
-			b.errs.entity("upstreams", d, "name", fe)
+			b.errs.entity("upstreams", u, fe)
 			continue
 		}
 		if _, dup := b.upSpecs[s.name]; dup {
-			b.errs.one("upstreams", d, "name", "name", "another upstream has this name")
+			b.errs.one("upstreams", u, at("name"), "another upstream has this name")
 			continue
 		}
 		b.upSpecs[s.name] = s
@@ -353,7 +415,7 @@ func (b *builder) upstreams() error {
 	for up, ts := range targetsOf {
 		if !known[up] {
 			for _, t := range ts {
-				b.errs.one("targets", t, "target", "upstream", fmt.Sprintf("upstream %q does not exist", up))
+				b.errs.one("targets", t, at("upstream"), fmt.Sprintf("upstream %q does not exist", up))
 			}
 		}
 	}
@@ -374,7 +436,7 @@ func (b *builder) finishUpstreams() error {
 		}
 		// Compile validated what the registry checks; attribute anything
 		// left to the upstreams it names.
-		b.errs.errs = append(b.errs.errs, wire.EntityError{EntityType: "upstreams", Message: err.Error()})
+		b.errs.collection("upstreams", err.Error())
 		return fmt.Errorf("compile: health registry: %w", err)
 	}
 	byName := make(map[string]*Upstream, len(b.upOrder))
@@ -403,31 +465,19 @@ func (b *builder) finishUpstreams() error {
 	return nil
 }
 
+// ms converts a schema timeout, in milliseconds, to a Duration.
+func ms(n int) time.Duration { return time.Duration(n) * time.Millisecond }
+
 func (b *builder) services() error {
 	b.svcByID = make(map[string]*Service)
 	b.disabled = make(map[string]bool)
-	for _, d := range b.list("services") {
-		var fe fieldErrors
-		s := &Service{TLSVerifyDepth: -1}
-		s.ID = fe.str(d, "id")
-		s.Name = fe.str(d, "name")
-		if !fe.boolean(d, "enabled", true) {
-			b.disabled[s.ID] = true
+	for i := range b.in.services {
+		sv, fe := &b.in.services[i].v, b.in.services[i].errs
+		if !sv.Enabled {
+			b.disabled[sv.ID] = true
 			continue
 		}
-		s.Protocol = fe.str(d, "protocol")
-		if s.Protocol == "" {
-			s.Protocol = "http"
-		}
-		s.Path = fe.str(d, "path")
-		host := fe.str(d, "host")
-		port := fe.integer(d, "port", 80)
-		if d["port"] == nil && s.Protocol == "https" {
-			port = 443
-		}
-		ms := func(name string) time.Duration {
-			return time.Duration(fe.integer(d, name, 60000)) * time.Millisecond
-		}
+		s := &Service{ID: sv.ID, Name: sv.Name, Protocol: sv.Protocol, Path: sv.Path, TLSVerify: sv.TLSVerify, TLSVerifyDepth: -1}
 		proto := s.Protocol
 		switch proto {
 		case "http", "https":
@@ -441,25 +491,23 @@ func (b *builder) services() error {
 			// never reach the HTTP router.
 			continue
 		}
-		s.Proxy = &proxy.Service{ID: s.ID, Name: s.Name, Protocol: proto, Host: host, Port: port,
-			Retries: fe.integer(d, "retries", 5), ConnectTimeout: ms("connect_timeout"),
-			WriteTimeout: ms("write_timeout"), ReadTimeout: ms("read_timeout")}
-		if d["tls_verify"] != nil {
-			v := fe.boolean(d, "tls_verify", false)
-			s.TLSVerify = &v
-			s.Proxy.TLSVerify = v
+		s.Proxy = &proxy.Service{ID: s.ID, Name: s.Name, Protocol: proto, Host: sv.Host, Port: sv.Port,
+			Retries: sv.Retries, ConnectTimeout: ms(sv.ConnectTimeout),
+			WriteTimeout: ms(sv.WriteTimeout), ReadTimeout: ms(sv.ReadTimeout)}
+		if sv.TLSVerify != nil {
+			s.Proxy.TLSVerify = *sv.TLSVerify
 		}
 		// Kong's null tls_verify_depth is nginx's proxy_ssl_verify_depth
 		// default, 1.
 		s.Proxy.TLSVerifyDepth = 1
-		if d["tls_verify_depth"] != nil {
-			s.TLSVerifyDepth = fe.integer(d, "tls_verify_depth", -1)
+		if sv.TLSVerifyDepth != nil {
+			s.TLSVerifyDepth = *sv.TLSVerifyDepth
 			s.Proxy.TLSVerifyDepth = s.TLSVerifyDepth
 		}
-		for _, ca := range fe.strings(d, "ca_certificates") {
+		for _, ca := range sv.CACertificates {
 			c, ok := b.caByID[ca]
 			if !ok {
-				fe.add("ca_certificates", fmt.Sprintf("ca_certificate %q does not exist", ca))
+				fe.add(at("ca_certificates"), fmt.Sprintf("ca_certificate %q does not exist", ca))
 				continue
 			}
 			if s.CACertificates == nil {
@@ -468,19 +516,19 @@ func (b *builder) services() error {
 			s.CACertificates.AddCert(c)
 			s.Proxy.CACertificates = append(s.Proxy.CACertificates, c)
 		}
-		if cc := fe.fk(d, "client_certificate"); cc != "" {
+		if cc := string(sv.ClientCertificate); cc != "" {
 			if cs, ok := b.certByID[cc]; ok {
 				s.ClientCertificate = cs[0]
 				s.Proxy.ClientCertificate = cs[0]
 			} else {
-				fe.add("client_certificate", fmt.Sprintf("certificate %q does not exist", cc))
+				fe.add(at("client_certificate"), fmt.Sprintf("certificate %q does not exist", cc))
 			}
 		}
 		if err := s.Proxy.Prepare(); err != nil {
-			fe.add("", err.Error())
+			fe.add(nil, err.Error())
 		}
 		if len(fe) > 0 {
-			b.errs.entity("services", d, "name", fe)
+			b.errs.entity("services", sv, fe)
 			continue
 		}
 		b.svcByID[s.ID] = s
@@ -490,53 +538,28 @@ func (b *builder) services() error {
 }
 
 func (b *builder) routes() error {
-	ds := b.list("routes")
+	ds := b.in.routes
 	rs := make([]router.Route[*Route], 0, len(ds))
-	docByID := make(map[string]doc, len(ds))
+	byID := make(map[string]*routeEntity, len(ds))
 	b.routeByID = make(map[string]*Route, len(ds))
-	for _, d := range ds {
-		var fe fieldErrors
-		rt := &Route{}
-		rt.ID = fe.str(d, "id")
-		rt.Name = fe.str(d, "name")
-		svcID := fe.fk(d, "service")
-		if b.disabled[svcID] {
+	for i := range ds {
+		r, fe := &ds[i].v, ds[i].errs
+		if b.disabled[string(r.Service)] {
 			continue // Kong leaves out routes of disabled services.
 		}
-		if svcID != "" {
-			rt.Service = b.svcByID[svcID]
+		rt := &Route{ID: r.ID, Name: r.Name, stripPath: r.StripPath, pathHandling: r.PathHandling, preserveHost: r.PreserveHost}
+		if r.Service != "" {
+			rt.Service = b.svcByID[string(r.Service)]
 			if rt.Service == nil {
-				fe.add("service", fmt.Sprintf("service %q does not exist", svcID))
+				fe.add(at("service"), fmt.Sprintf("service %q does not exist", r.Service))
 			}
 		}
-		rt.stripPath = fe.boolean(d, "strip_path", true)
-		rt.pathHandling = fe.str(d, "path_handling")
-		rt.preserveHost = fe.boolean(d, "preserve_host", false)
-		headers, err := d.headerMap("headers")
-		if err != nil {
-			fe.addErr(err)
-		}
-		r := router.Route[*Route]{
-			ID:                      rt.ID,
-			Protocols:               fe.strings(d, "protocols"),
-			Methods:                 fe.strings(d, "methods"),
-			Hosts:                   fe.strings(d, "hosts"),
-			Paths:                   fe.strings(d, "paths"),
-			Headers:                 headers,
-			SNIs:                    fe.strings(d, "snis"),
-			RegexPriority:           fe.integer(d, "regex_priority", 0),
-			StripPath:               rt.stripPath,
-			PathHandling:            rt.pathHandling,
-			PreserveHost:            rt.preserveHost,
-			HTTPSRedirectStatusCode: fe.integer(d, "https_redirect_status_code", 426),
-			Value:                   rt,
-		}
 		if len(fe) > 0 {
-			b.errs.entity("routes", d, "name", fe)
+			b.errs.entity("routes", r, fe)
 			continue
 		}
 		if _, dup := b.routeByID[rt.ID]; dup {
-			b.errs.one("routes", d, "name", "id", "another route has this id")
+			b.errs.one("routes", r, at("id"), "another route has this id")
 			continue
 		}
 		for _, h := range r.Hosts {
@@ -545,19 +568,33 @@ func (b *builder) routes() error {
 			}
 		}
 		b.routeByID[rt.ID] = rt
-		docByID[rt.ID] = d
-		rs = append(rs, r)
+		byID[rt.ID] = r
+		rs = append(rs, router.Route[*Route]{
+			ID:                      rt.ID,
+			Protocols:               r.Protocols,
+			Methods:                 r.Methods,
+			Hosts:                   r.Hosts,
+			Paths:                   r.Paths,
+			Headers:                 r.Headers,
+			SNIs:                    r.SNIs,
+			RegexPriority:           r.RegexPriority,
+			StripPath:               r.StripPath,
+			PathHandling:            r.PathHandling,
+			PreserveHost:            r.PreserveHost,
+			HTTPSRedirectStatusCode: r.HTTPSRedirectStatusCode,
+			Value:                   rt,
+		})
 	}
 	rtr, rerrs, err := router.Build(b.ctx, router.Options[*Route]{Routes: rs})
 	if err != nil {
 		return fmt.Errorf("compile: %w", err)
 	}
 	for _, re := range rerrs {
-		d := docByID[re.ID]
-		if d == nil {
-			d = doc{"id": re.ID}
+		r := byID[re.ID]
+		if r == nil {
+			r = &routeEntity{ID: re.ID}
 		}
-		b.errs.one("routes", d, "name", "", re.Err.Error())
+		b.errs.one("routes", r, nil, re.Err.Error())
 		delete(b.routeByID, re.ID)
 	}
 	b.c.router = rtr
@@ -574,89 +611,85 @@ func (b *builder) consumers() error {
 	b.consumerIDs = make(map[string]bool)
 	usernames := make(map[string]bool)
 	customIDs := make(map[string]bool)
-	for _, d := range b.list("consumers") {
-		var fe fieldErrors
-		c := plugin.Consumer{ID: fe.str(d, "id"), Username: fe.str(d, "username"), CustomID: fe.str(d, "custom_id")}
+	for i := range b.in.consumers {
+		cv, fe := &b.in.consumers[i].v, b.in.consumers[i].errs
+		c := plugin.Consumer{ID: cv.ID, Username: cv.Username, CustomID: cv.CustomID}
 		switch {
 		case c.ID == "":
-			fe.add("id", "required field missing")
+			fe.add(at("id"), "required field missing")
 		case b.consumerIDs[c.ID]:
-			fe.add("id", "another consumer has this id")
+			fe.add(at("id"), "another consumer has this id")
 		case c.Username != "" && usernames[c.Username]:
-			fe.add("username", "another consumer has this username")
+			fe.add(at("username"), "another consumer has this username")
 		case c.CustomID != "" && customIDs[c.CustomID]:
-			fe.add("custom_id", "another consumer has this custom_id")
+			fe.add(at("custom_id"), "another consumer has this custom_id")
 		}
 		if len(fe) > 0 {
-			b.errs.entity("consumers", d, "username", fe)
+			b.errs.entity("consumers", cv, fe)
 			continue
 		}
 		b.consumerIDs[c.ID], usernames[c.Username], customIDs[c.CustomID] = true, true, true
 		opts.Consumers = append(opts.Consumers, c)
 	}
 	b.groups = make(map[string]bool)
-	for _, d := range b.list("consumer_groups") {
-		var fe fieldErrors
-		g := plugin.ConsumerGroup{ID: fe.str(d, "id"), Name: fe.str(d, "name")}
+	for i := range b.in.consumerGroups {
+		gv, fe := &b.in.consumerGroups[i].v, b.in.consumerGroups[i].errs
+		g := plugin.ConsumerGroup{ID: gv.ID, Name: gv.Name}
 		if g.ID == "" || b.groups[g.ID] {
-			fe.add("id", "missing or duplicate id")
+			fe.add(at("id"), "missing or duplicate id")
 		}
 		if len(fe) > 0 {
-			b.errs.entity("consumer_groups", d, "name", fe)
+			b.errs.entity("consumer_groups", gv, fe)
 			continue
 		}
 		b.groups[g.ID] = true
 		opts.ConsumerGroups = append(opts.ConsumerGroups, g)
 	}
-	for _, d := range b.list("consumer_group_consumers") {
-		var fe fieldErrors
-		m := plugin.ConsumerGroupMember{ConsumerID: fe.fk(d, "consumer"), ConsumerGroupID: fe.fk(d, "consumer_group")}
-		b.needConsumer(&fe, m.ConsumerID)
+	for i := range b.in.consumerGroupConsumers {
+		mv, fe := &b.in.consumerGroupConsumers[i].v, b.in.consumerGroupConsumers[i].errs
+		m := plugin.ConsumerGroupMember{ConsumerID: string(mv.Consumer), ConsumerGroupID: string(mv.ConsumerGroup)}
+		b.needConsumer(&fe, mv.Consumer)
 		if !b.groups[m.ConsumerGroupID] {
-			fe.add("consumer_group", fmt.Sprintf("consumer group %q does not exist", m.ConsumerGroupID))
+			fe.add(at("consumer_group"), fmt.Sprintf("consumer group %q does not exist", m.ConsumerGroupID))
 		}
 		if len(fe) > 0 {
-			b.errs.entity("consumer_group_consumers", d, "", fe)
+			b.errs.entity("consumer_group_consumers", mv, fe)
 			continue
 		}
 		opts.ConsumerGroupMembers = append(opts.ConsumerGroupMembers, m)
 	}
 	// Credentials: each needs its consumer and a unique lookup key. Key
 	// values are secrets, so they never appear in an error.
-	opts.KeyAuths = credentials(b, "keyauth_credentials", "", "key", "required field missing", "another key-auth credential has this key",
-		func(fe *fieldErrors, d doc) (plugin.KeyAuthCredential, string, string) {
-			k := plugin.KeyAuthCredential{ID: fe.str(d, "id"), ConsumerID: fe.fk(d, "consumer"), Key: fe.str(d, "key")}
-			if ttl := fe.integer(d, "ttl", 0); ttl > 0 {
-				created := fe.integer(d, "created_at", 0)
-				k.ExpiresAt = time.Unix(int64(created+ttl), 0)
+	opts.KeyAuths = credentials(b, "keyauth_credentials", b.in.keyAuths, "key", "required field missing", "another key-auth credential has this key",
+		func(c *keyAuthEntity) (plugin.KeyAuthCredential, ref, string) {
+			k := plugin.KeyAuthCredential{ID: c.ID, ConsumerID: string(c.Consumer), Key: c.Key}
+			if c.TTL > 0 {
+				k.ExpiresAt = time.Unix(schema.TTLExpiry(int64(c.TTL), int64(c.CreatedAt)), 0)
 			}
-			return k, k.ConsumerID, k.Key
+			return k, c.Consumer, c.Key
 		})
-	opts.BasicAuths = credentials(b, "basicauth_credentials", "username", "username", "missing or duplicate username", "missing or duplicate username",
-		func(fe *fieldErrors, d doc) (plugin.BasicAuthCredential, string, string) {
-			c := plugin.BasicAuthCredential{ID: fe.str(d, "id"), ConsumerID: fe.fk(d, "consumer"), Username: fe.str(d, "username"), Password: fe.str(d, "password")}
-			return c, c.ConsumerID, c.Username
+	opts.BasicAuths = credentials(b, "basicauth_credentials", b.in.basicAuths, "username", "missing or duplicate username", "missing or duplicate username",
+		func(c *basicAuthEntity) (plugin.BasicAuthCredential, ref, string) {
+			return plugin.BasicAuthCredential{ID: c.ID, ConsumerID: string(c.Consumer), Username: c.Username, Password: c.Password}, c.Consumer, c.Username
 		})
-	opts.JWTs = credentials(b, "jwt_secrets", "", "key", "missing or duplicate key", "missing or duplicate key",
-		func(fe *fieldErrors, d doc) (plugin.JWTCredential, string, string) {
-			c := plugin.JWTCredential{ID: fe.str(d, "id"), ConsumerID: fe.fk(d, "consumer"), Key: fe.str(d, "key"),
-				Secret: fe.str(d, "secret"), RSAPublicKey: fe.str(d, "rsa_public_key"), Algorithm: fe.str(d, "algorithm")}
-			return c, c.ConsumerID, c.Key
+	opts.JWTs = credentials(b, "jwt_secrets", b.in.jwtSecrets, "key", "missing or duplicate key", "missing or duplicate key",
+		func(c *jwtSecretEntity) (plugin.JWTCredential, ref, string) {
+			return plugin.JWTCredential{ID: c.ID, ConsumerID: string(c.Consumer), Key: c.Key,
+				Secret: c.Secret, RSAPublicKey: c.RSAPublicKey, Algorithm: c.Algorithm}, c.Consumer, c.Key
 		})
-	opts.HMACAuths = credentials(b, "hmacauth_credentials", "username", "username", "missing or duplicate username", "missing or duplicate username",
-		func(fe *fieldErrors, d doc) (plugin.HMACAuthCredential, string, string) {
-			c := plugin.HMACAuthCredential{ID: fe.str(d, "id"), ConsumerID: fe.fk(d, "consumer"), Username: fe.str(d, "username"), Secret: fe.str(d, "secret")}
-			return c, c.ConsumerID, c.Username
+	opts.HMACAuths = credentials(b, "hmacauth_credentials", b.in.hmacAuths, "username", "missing or duplicate username", "missing or duplicate username",
+		func(c *hmacAuthEntity) (plugin.HMACAuthCredential, ref, string) {
+			return plugin.HMACAuthCredential{ID: c.ID, ConsumerID: string(c.Consumer), Username: c.Username, Secret: c.Secret}, c.Consumer, c.Username
 		})
-	for _, d := range b.list("acls") {
-		var fe fieldErrors
-		a := plugin.ACLGroup{ID: fe.str(d, "id"), ConsumerID: fe.fk(d, "consumer"), Group: fe.str(d, "group")}
-		b.needConsumer(&fe, a.ConsumerID)
+	for i := range b.in.acls {
+		av, fe := &b.in.acls[i].v, b.in.acls[i].errs
+		a := plugin.ACLGroup{ID: av.ID, ConsumerID: string(av.Consumer), Group: av.Group}
+		b.needConsumer(&fe, av.Consumer)
 		if a.Group == "" {
-			fe.add("group", "required field missing")
+			fe.add(at("group"), "required field missing")
 		}
 		if len(fe) > 0 {
-			b.errs.entity("acls", d, "", fe)
+			b.errs.entity("acls", av, fe)
 			continue
 		}
 		opts.ACLs = append(opts.ACLs, a)
@@ -677,25 +710,29 @@ func (b *builder) consumers() error {
 	return nil
 }
 
-// credentials compiles the credentials of one kind (collection): parse reads a document into a
-// credential, its consumer id and its lookup key. The key must be present (else missing, on
-// keyField) and unique among the kind's credentials that compiled (else dup); a credential with
-// any error is reported under its collection (named by nameField) and left out.
-func credentials[T any](b *builder, collection, nameField, keyField, missing, dup string, parse func(fe *fieldErrors, d doc) (T, string, string)) []T {
+// credentials compiles the credentials of one kind (collection, decoded as
+// ds): conv turns one into the plugin environment's credential, its
+// consumer and its lookup key. The key must be present (else missing, on
+// keyField) and unique among the kind's credentials that compiled (else
+// dup); a credential with any error is reported and left out.
+func credentials[E any, PE interface {
+	*E
+	entity
+}, T any](b *builder, collection string, ds []decoded[E], keyField, missing, dup string, conv func(PE) (T, ref, string)) []T {
 	var out []T
 	seen := make(map[string]bool)
-	for _, d := range b.list(collection) {
-		var fe fieldErrors
-		c, consumerID, key := parse(&fe, d)
+	for i := range ds {
+		e, fe := PE(&ds[i].v), ds[i].errs
+		c, consumerID, key := conv(e)
 		b.needConsumer(&fe, consumerID)
 		switch {
 		case key == "":
-			fe.add(keyField, missing)
+			fe.add(at(keyField), missing)
 		case seen[key]:
-			fe.add(keyField, dup)
+			fe.add(at(keyField), dup)
 		}
 		if len(fe) > 0 {
-			b.errs.entity(collection, d, nameField, fe)
+			b.errs.entity(collection, e, fe)
 			continue
 		}
 		seen[key] = true
@@ -704,44 +741,47 @@ func credentials[T any](b *builder, collection, nameField, keyField, missing, du
 	return out
 }
 
-func (b *builder) needConsumer(fe *fieldErrors, id string) {
+func (b *builder) needConsumer(fe *fieldErrors, id ref) {
 	if id == "" {
-		fe.add("consumer", "required field missing")
-	} else if !b.consumerIDs[id] {
-		fe.add("consumer", fmt.Sprintf("consumer %q does not exist", id))
+		fe.add(at("consumer"), "required field missing")
+	} else if !b.consumerIDs[string(id)] {
+		fe.add(at("consumer"), fmt.Sprintf("consumer %q does not exist", id))
 	}
 }
 
 func (b *builder) keys() error {
 	b.c.keySets = make(map[string]string)
-	for _, d := range b.list("key_sets") {
-		id, _ := d.str("id")
-		name, _ := d.str("name")
-		b.c.keySets[id] = name
+	for i := range b.in.keySets {
+		ks := &b.in.keySets[i].v
+		if fe := b.in.keySets[i].errs; len(fe) > 0 {
+			b.errs.entity("key_sets", ks, fe)
+			continue
+		}
+		b.c.keySets[ks.ID] = ks.Name
 	}
 	b.c.keys = make(map[string]*Key)
 	kids := make(map[string]bool) // set id + NUL + kid
-	for _, d := range b.list("keys") {
-		var fe fieldErrors
-		k := &Key{ID: fe.str(d, "id"), Name: fe.str(d, "name"), Kid: fe.str(d, "kid"), SetID: fe.fk(d, "set")}
-		k.JWK = b.deref(&fe, "jwk", fe.str(d, "jwk"))
-		if p := fe.rec(d, "pem"); p != nil {
-			k.PrivateKey = b.deref(&fe, "pem.private_key", fe.str(p, "private_key"))
-			k.PublicKey = b.deref(&fe, "pem.public_key", fe.str(p, "public_key"))
+	for i := range b.in.keys {
+		kv, fe := &b.in.keys[i].v, b.in.keys[i].errs
+		k := &Key{ID: kv.ID, Name: kv.Name, Kid: kv.Kid, SetID: string(kv.Set)}
+		k.JWK = b.deref(&fe, at("jwk"), kv.JWK)
+		if p := kv.PEM; p != nil {
+			k.PrivateKey = b.deref(&fe, at("pem", "private_key"), p.PrivateKey)
+			k.PublicKey = b.deref(&fe, at("pem", "public_key"), p.PublicKey)
 		}
 		if k.SetID != "" {
 			if _, ok := b.c.keySets[k.SetID]; !ok {
-				fe.add("set", fmt.Sprintf("key set %q does not exist", k.SetID))
+				fe.add(at("set"), fmt.Sprintf("key set %q does not exist", k.SetID))
 			}
 		}
 		if kids[k.SetID+"\x00"+k.Kid] {
-			fe.add("kid", "another key of the same key set has this kid")
+			fe.add(at("kid"), "another key of the same key set has this kid")
 		}
 		if k.JWK != "" && !json.Valid([]byte(k.JWK)) {
-			fe.add("jwk", "not valid JSON")
+			fe.add(at("jwk"), "not valid JSON")
 		}
 		if len(fe) > 0 {
-			b.errs.entity("keys", d, "name", fe)
+			b.errs.entity("keys", kv, fe)
 			continue
 		}
 		b.c.keys[k.ID] = k
@@ -754,48 +794,51 @@ func (b *builder) keys() error {
 
 func (b *builder) plugins() error {
 	var ents []plugin.PluginEntity
-	docByID := make(map[string]doc)
-	for _, d := range b.list("plugins") {
-		var fe fieldErrors
-		p := plugin.PluginEntity{ID: fe.str(d, "id"), Name: fe.str(d, "name"), InstanceName: fe.str(d, "instance_name"),
-			Enabled: fe.boolean(d, "enabled", true), RouteID: fe.fk(d, "route"), ServiceID: fe.fk(d, "service"),
-			ConsumerID: fe.fk(d, "consumer"), ConsumerGroupID: fe.fk(d, "consumer_group")}
+	byID := make(map[string]*pluginEntity)
+	for i := range b.in.plugins {
+		pv, fe := &b.in.plugins[i].v, b.in.plugins[i].errs
+		p := plugin.PluginEntity{ID: pv.ID, Name: pv.Name, InstanceName: pv.InstanceName,
+			Enabled: pv.Enabled, RouteID: string(pv.Route), ServiceID: string(pv.Service),
+			ConsumerID: string(pv.Consumer), ConsumerGroupID: string(pv.ConsumerGroup)}
 		if !p.Enabled || b.disabled[p.ServiceID] {
 			continue
 		}
 		if p.RouteID != "" {
 			if rt, ok := b.routeByID[p.RouteID]; !ok {
-				fe.add("route", fmt.Sprintf("route %q does not exist", p.RouteID))
+				fe.add(at("route"), fmt.Sprintf("route %q does not exist", p.RouteID))
 			} else if rt.Service != nil && b.disabled[rt.Service.ID] {
 				continue
 			}
 		}
 		if p.ServiceID != "" && b.svcByID[p.ServiceID] == nil {
-			fe.add("service", fmt.Sprintf("service %q does not exist", p.ServiceID))
+			fe.add(at("service"), fmt.Sprintf("service %q does not exist", p.ServiceID))
 		}
 		if p.ConsumerID != "" && !b.consumerIDs[p.ConsumerID] {
-			fe.add("consumer", fmt.Sprintf("consumer %q does not exist", p.ConsumerID))
+			fe.add(at("consumer"), fmt.Sprintf("consumer %q does not exist", p.ConsumerID))
 		}
 		if p.ConsumerGroupID != "" && !b.groups[p.ConsumerGroupID] {
-			fe.add("consumer_group", fmt.Sprintf("consumer group %q does not exist", p.ConsumerGroupID))
+			fe.add(at("consumer_group"), fmt.Sprintf("consumer group %q does not exist", p.ConsumerGroupID))
 		}
-		if o := d["ordering"]; o != nil {
-			raw, _ := json.Marshal(o)
+		if o := pv.Ordering; o != nil {
+			// Only the access phase can be reordered, as in Kong.
 			p.Ordering = new(plugin.Ordering)
-			if err := json.Unmarshal(raw, p.Ordering); err != nil {
-				fe.add("ordering", err.Error())
+			if o.Before.Access != nil {
+				p.Ordering.Before = map[string][]string{"access": o.Before.Access}
+			}
+			if o.After.Access != nil {
+				p.Ordering.After = map[string][]string{"access": o.After.Access}
 			}
 		}
 		if len(fe) == 0 {
-			cfg, sfe := pluginConfig(d, p.Name, b.resolver)
+			cfg, sfe := pluginConfig(pv, b.resolver)
 			fe = append(fe, sfe...)
 			p.Config = cfg
 		}
 		if len(fe) > 0 {
-			b.errs.entity("plugins", d, "name", fe)
+			b.errs.entity("plugins", pv, fe)
 			continue
 		}
-		docByID[p.ID] = d
+		byID[p.ID] = pv
 		ents = append(ents, p)
 	}
 	refs := make([]plugin.RouteRef, len(b.c.routes))
@@ -817,14 +860,14 @@ func (b *builder) plugins() error {
 		for _, e := range flatten(err) {
 			var pe *plugin.EntityError
 			if errors.As(e, &pe) {
-				d := docByID[pe.PluginID]
-				if d == nil {
-					d = doc{"id": pe.PluginID, "name": pe.Name}
+				pv := byID[pe.PluginID]
+				if pv == nil {
+					pv = &pluginEntity{ID: pe.PluginID, Name: pe.Name}
 				}
-				b.errs.one("plugins", d, "name", "", pe.Err.Error())
+				b.errs.one("plugins", pv, nil, pe.Err.Error())
 				continue
 			}
-			b.errs.errs = append(b.errs.errs, wire.EntityError{EntityType: "plugins", Message: e.Error()})
+			b.errs.collection("plugins", e.Error())
 		}
 		return nil
 	}
@@ -844,64 +887,52 @@ func (b *builder) plugins() error {
 // pluginConfig fills the plugin's config defaults and validates it with the
 // plugin's schema, as Kong's data plane does when it loads a declarative
 // configuration. Plugins without a schema here get their config as is.
-func pluginConfig(d doc, name string, vaults *plugin.VaultResolver) (json.RawMessage, fieldErrors) {
-	cfg, _ := d["config"].(map[string]any)
-	ps, ok := schema.LookupPlugin(name)
-	if !ok {
-		var fe fieldErrors
-		resolved := resolveRefs(cfg, "config", vaults, &fe)
-		if len(fe) > 0 {
-			return nil, fe
+// Vault references are resolved here rather than by the plugin compiler so
+// that a failure names the field.
+func pluginConfig(p *pluginEntity, vaults *plugin.VaultResolver) (json.RawMessage, fieldErrors) {
+	cfg := any(p.Config)
+	if ps, ok := schema.LookupPlugin(p.Name); ok {
+		protocols := make([]any, len(p.Protocols))
+		for i, s := range p.Protocols {
+			protocols[i] = s
 		}
-		raw, err := json.Marshal(resolved)
-		if err != nil {
-			return nil, fieldErrors{{"config", err.Error()}}
+		in := map[string]any{"name": p.Name, "config": p.Config, "protocols": protocols}
+		for _, fk := range []struct {
+			field string
+			id    ref
+		}{{"route", p.Route}, {"service", p.Service}, {"consumer", p.Consumer}, {"consumer_group", p.ConsumerGroup}} {
+			if fk.id != "" {
+				in[fk.field] = map[string]any{"id": string(fk.id)}
+			}
 		}
-		if cfg == nil {
-			raw = []byte("{}")
+		out, _, serr := ps.Process(schema.OpCreate, in, nil)
+		if serr != nil {
+			return nil, schemaFieldErrors(serr)
 		}
-		return raw, nil
+		cfg = out["config"]
 	}
-	in := map[string]any{"name": name}
-	if cfg != nil {
-		in["config"] = cfg
-	}
-	for _, fk := range []string{"route", "service", "consumer", "consumer_group"} {
-		if id, _ := doc(d).fk(fk); id != "" {
-			in[fk] = map[string]any{"id": id}
-		}
-	}
-	if p, ok := d["protocols"]; ok && p != nil {
-		in["protocols"] = p
-	}
-	out, _, serr := ps.Process(schema.OpCreate, in, nil)
-	if serr != nil {
-		return nil, schemaFieldErrors(serr)
-	}
-	// References are resolved here rather than by the plugin compiler so
-	// that a failure names the field.
 	var fe fieldErrors
-	resolved := resolveRefs(out["config"], "config", vaults, &fe)
+	resolved := resolveRefs(cfg, at("config"), vaults, &fe)
 	if len(fe) > 0 {
 		return nil, fe
 	}
 	raw, err := json.Marshal(resolved)
 	if err != nil {
-		return nil, fieldErrors{{"config", err.Error()}}
+		return nil, fieldErrors{{at("config"), err.Error()}}
 	}
 	return raw, nil
 }
 
 // resolveRefs returns v with every vault reference replaced by its secret,
-// recording each reference that does not resolve against its dotted path.
-// v is not modified.
-func resolveRefs(v any, path string, vaults *plugin.VaultResolver, fe *fieldErrors) any {
+// recording each reference that does not resolve at its path. v is not
+// modified; path is only read (and copied for an error).
+func resolveRefs(v any, path []string, vaults *plugin.VaultResolver, fe *fieldErrors) any {
 	switch t := v.(type) {
 	case string:
 		if plugin.IsReference(t) {
 			s, err := vaults.Resolve(t)
 			if err != nil {
-				fe.add(path, err.Error())
+				fe.add(sub(path), err.Error())
 				return t
 			}
 			return s
@@ -910,13 +941,13 @@ func resolveRefs(v any, path string, vaults *plugin.VaultResolver, fe *fieldErro
 	case map[string]any:
 		out := make(map[string]any, len(t))
 		for k, e := range t {
-			out[k] = resolveRefs(e, path+"."+k, vaults, fe)
+			out[k] = resolveRefs(e, append(path, k), vaults, fe)
 		}
 		return out
 	case []any:
 		out := make([]any, len(t))
 		for i, e := range t {
-			out[i] = resolveRefs(e, path, vaults, fe)
+			out[i] = resolveRefs(e, append(path, strconv.Itoa(i)), vaults, fe)
 		}
 		return out
 	}
@@ -946,11 +977,8 @@ func (c *Compiled) Match(r *http.Request) (router.Match[*Route], bool) {
 		return router.Match[*Route]{}, false
 	}
 	req := reqPool.Get().(*router.Request)
-	*req = router.Request{Scheme: "http", Method: r.Method, Host: r.Host, Target: r.RequestURI,
+	*req = router.Request{Scheme: "http", Method: r.Method, Host: r.Host, Target: h1.OriginTarget(r),
 		Headers: r.Header, HTTPMajor: r.ProtoMajor}
-	if req.Target == "" || req.Target[0] != '/' {
-		req.Target = r.URL.RequestURI()
-	}
 	if r.TLS != nil {
 		req.Scheme, req.SNI = "https", r.TLS.ServerName
 	}
@@ -972,7 +1000,8 @@ func (c *Compiled) Match(r *http.Request) (router.Match[*Route], bool) {
 // Resolve implements proxy.Resolver: it matches r and fills m with the
 // route's service and the upstream path (Kong's path_handling v0 or v1,
 // strip_path, service path). A route without a service, or no match, leaves
-// m.Service nil. A route matched over a protocol it refuses sets m.Reject.
+// m.Service nil. A route matched over a protocol it refuses sets m.Reject
+// (with the route's ids, which the proxy only records).
 func (c *Compiled) Resolve(r *http.Request, m *proxy.Match) {
 	mt, ok := c.Match(r)
 	if !ok {
@@ -980,6 +1009,12 @@ func (c *Compiled) Resolve(r *http.Request, m *proxy.Match) {
 	}
 	if mt.Reject.Status != 0 {
 		m.Reject = rejection(mt.Reject)
+		// The ids say which route refused the request (for analytics);
+		// the proxy answers with Reject and proxies nothing.
+		m.RouteID = mt.Route.Value.ID
+		if svc := mt.Route.Value.Service; svc != nil {
+			m.Service = svc.Proxy
+		}
 		return
 	}
 	rt := mt.Route.Value
@@ -994,13 +1029,14 @@ func (c *Compiled) Resolve(r *http.Request, m *proxy.Match) {
 		m.URICaptures = mt.Captures
 	}
 	m.PreserveHost = rt.preserveHost
+	m.Methods = mt.Route.Methods
 	strip := rt.stripPath && mt.MatchedPath != ""
 	if !strip && (svc.Path == "" || svc.Path == "/") {
 		// The common case: the normalized client path goes up unchanged,
 		// without building a new string.
 		m.Path = router.EscapePath(mt.Path)
 	} else {
-		m.Path = router.UpstreamPath(svc.Path, router.StripQuery(r.RequestURI), mt.MatchedPath, rt.stripPath, rt.pathHandling)
+		m.Path = router.UpstreamPath(svc.Path, router.StripQuery(h1.OriginTarget(r)), mt.MatchedPath, rt.stripPath, rt.pathHandling)
 	}
 	if strip {
 		m.Prefix = mt.MatchedPath

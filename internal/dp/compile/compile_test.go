@@ -341,6 +341,10 @@ func TestResolvePaths(t *testing.T) {
 		{name: "method route", method: "POST", target: "/hdr/a", wantService: svcA, wantPath: "/base/a", wantPrefix: "/hdr"},
 		{name: "no route", method: "GET", target: "/nothing"},
 		{name: "normalized path", method: "GET", target: "/api/a/../b", wantService: svcA, wantPath: "/base/b", wantPrefix: "/api"},
+		// Absolute form (RFC 9112 3.2.2): routed and rewritten from the same
+		// path, never from the scheme and authority.
+		{name: "absolute form strip", method: "GET", target: "http://x/api/items?q=1", host: "x", wantService: svcA, wantPath: "/base/items", wantPrefix: "/api"},
+		{name: "absolute form keep", method: "GET", target: "http://b.example.com/keep/x", host: "b.example.com", wantService: svcB, wantPath: "/keep/x", wantPreserve: true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

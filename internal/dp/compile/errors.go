@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/gantry-gw/gantry/internal/config/schema"
@@ -17,131 +18,102 @@ import (
 // together for the control plane to show.
 var ErrRejected = errors.New("configuration rejected")
 
-// fieldError is one problem with one field of an entity; field is "" for
-// the entity as a whole.
+// fieldError is one problem with one field of an entity.
 type fieldError struct {
-	field, msg string
+	// path locates the field in the entity, one element per record level,
+	// map key or array index: {"healthchecks", "active", "http_path"},
+	// {"paths", "2"}. nil stands for the entity as a whole.
+	path []string
+	msg  string
 }
 
-// fieldErrors accumulates the problems of one entity while its fields are
-// read, so that all of them are reported, not only the first.
+// fieldErrors accumulates the problems of one entity while it is decoded
+// and compiled, so that all of them are reported, not only the first.
 type fieldErrors []fieldError
 
-func (e *fieldErrors) add(field, msg string) { *e = append(*e, fieldError{field, msg}) }
+func (e *fieldErrors) add(path []string, msg string) { *e = append(*e, fieldError{path, msg}) }
 
-// addErr records err from a doc accessor, whose message already starts with
-// the field name ("port: expected an integer").
-func (e *fieldErrors) addErr(err error) {
-	field, msg, ok := strings.Cut(err.Error(), ": ")
-	if !ok {
-		field, msg = "", err.Error()
-	}
-	e.add(field, msg)
+// at is the path of a field: at("pem", "private_key").
+func at(elems ...string) []string { return elems }
+
+// sub returns path followed by elems, in a new slice, so that paths handed
+// to fieldErrors are never shared.
+func sub(path []string, elems ...string) []string {
+	out := make([]string, 0, len(path)+len(elems))
+	return append(append(out, path...), elems...)
 }
 
-func (e *fieldErrors) str(d doc, name string) string {
-	v, err := d.str(name)
-	if err != nil {
-		e.addErr(err)
-	}
-	return v
+// entity is a decoded entity that errors can name.
+type entity interface {
+	// ident returns the entity's id and the name reports show for it: its
+	// endpoint key, or "" where it has none or the key is a secret.
+	ident() (id, name string)
 }
 
-func (e *fieldErrors) integer(d doc, name string, def int) int {
-	v, err := d.integer(name, def)
-	if err != nil {
-		e.addErr(err)
-	}
-	return v
+// entityError is one problem with one entity of a configuration: which
+// entity (its collection, id and name; all but the collection empty for a
+// problem with a collection as a whole), which field of it, and what is
+// wrong.
+type entityError struct {
+	collection, id, name string
+	fieldError
 }
 
-func (e *fieldErrors) number(d doc, name string, def float64) float64 {
-	v, err := d.number(name, def)
-	if err != nil {
-		e.addErr(err)
+// Error implements error: "routes 1c1c…: paths.2: invalid regex".
+func (e *entityError) Error() string {
+	var b strings.Builder
+	b.WriteString(e.collection)
+	if e.id != "" {
+		b.WriteString(" " + e.id)
 	}
-	return v
+	b.WriteString(": ")
+	if e.path != nil {
+		b.WriteString(e.field() + ": ")
+	}
+	b.WriteString(e.msg)
+	return b.String()
 }
 
-func (e *fieldErrors) boolean(d doc, name string, def bool) bool {
-	v, err := d.boolean(name, def)
-	if err != nil {
-		e.addErr(err)
-	}
-	return v
-}
+// field is the dotted path of the field, as the wire protocol carries it.
+func (e *entityError) field() string { return strings.Join(e.path, ".") }
 
-func (e *fieldErrors) strings(d doc, name string) []string {
-	v, err := d.strings(name)
-	if err != nil {
-		e.addErr(err)
-	}
-	return v
-}
-
-func (e *fieldErrors) fk(d doc, name string) string {
-	v, err := d.fk(name)
-	if err != nil {
-		e.addErr(err)
-	}
-	return v
-}
-
-func (e *fieldErrors) rec(d doc, name string) doc {
-	v, err := d.record(name)
-	if err != nil {
-		e.addErr(err)
-	}
-	return v
-}
-
-// statuses reads a list of HTTP status codes, keeping def when the field is
-// absent and checking the range the health checker accepts.
-func (e *fieldErrors) statuses(d doc, name string, def []int) []int {
-	if d[name] == nil {
-		return def
-	}
-	v, err := d.ints(name)
-	if err != nil {
-		e.addErr(err)
-		return def
-	}
-	for _, c := range v {
-		if c < 100 || c > 999 {
-			e.add(name, fmt.Sprintf("invalid HTTP status %d", c))
-			return def
-		}
-	}
-	return v
+func (e *entityError) wire() wire.EntityError {
+	return wire.EntityError{EntityType: e.collection, EntityID: e.id, EntityName: e.name, Field: e.field(), Message: e.msg}
 }
 
 // collector gathers the entity errors of one Compile.
 type collector struct {
-	errs []wire.EntityError
+	errs []entityError
 }
 
-// entity records the problems of one entity of the given collection. The
-// entity's name is its endpoint key (nameField), when it has one.
-func (c *collector) entity(collection string, d doc, nameField string, fe fieldErrors) {
-	id, _ := d["id"].(string)
-	name := ""
-	if nameField != "" {
-		name, _ = d[nameField].(string)
-	}
+// entity records the problems of entity e of the given collection.
+func (c *collector) entity(collection string, e entity, fe fieldErrors) {
+	id, name := e.ident()
 	for _, f := range fe {
-		c.errs = append(c.errs, wire.EntityError{EntityType: collection, EntityID: id, EntityName: name, Field: f.field, Message: f.msg})
+		c.errs = append(c.errs, entityError{collection: collection, id: id, name: name, fieldError: f})
 	}
 }
 
-// one records a single problem.
-func (c *collector) one(collection string, d doc, nameField, field, msg string) {
-	c.entity(collection, d, nameField, fieldErrors{{field, msg}})
+// one records a single problem of entity e at path.
+func (c *collector) one(collection string, e entity, path []string, msg string) {
+	c.entity(collection, e, fieldErrors{{path, msg}})
 }
 
-// sorted returns the errors in a stable order: by collection, id, field.
+// collection records a problem that belongs to no one entity of the
+// collection.
+func (c *collector) collection(collection, msg string) {
+	c.errs = append(c.errs, entityError{collection: collection, fieldError: fieldError{msg: msg}})
+}
+
+// sorted returns the errors for the wire, in a stable order: by
+// collection, id, field.
 func (c *collector) sorted() []wire.EntityError {
-	sort.SliceStable(c.errs, func(i, j int) bool {
-		a, b := c.errs[i], c.errs[j]
+	out := make([]wire.EntityError, len(c.errs))
+	for i := range c.errs {
+		out[i] = c.errs[i].wire()
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		a, b := out[i], out[j]
 		if a.EntityType != b.EntityType {
 			return a.EntityType < b.EntityType
 		}
@@ -150,21 +122,21 @@ func (c *collector) sorted() []wire.EntityError {
 		}
 		return a.Field < b.Field
 	})
-	return c.errs
+	return out
 }
 
 // schemaFieldErrors flattens a schema violation into one error per field,
-// with dotted paths ("config.key_names"), in a stable order.
+// each at its path (array elements at their index), in a stable order.
 func schemaFieldErrors(err *schema.Error) fieldErrors {
 	if len(err.Fields) == 0 {
-		return fieldErrors{{"", err.Error()}}
+		return fieldErrors{{nil, err.Error()}}
 	}
 	var out fieldErrors
-	var walk func(prefix string, v any)
-	walk = func(prefix string, v any) {
+	var walk func(path []string, v any)
+	walk = func(path []string, v any) {
 		switch t := v.(type) {
 		case string:
-			out = append(out, fieldError{prefix, t})
+			out.add(path, t)
 		case map[string]any:
 			keys := make([]string, 0, len(t))
 			for k := range t {
@@ -172,27 +144,31 @@ func schemaFieldErrors(err *schema.Error) fieldErrors {
 			}
 			sort.Strings(keys)
 			for _, k := range keys {
-				if k == "@entity" {
-					walk(prefix, t[k])
+				if k != "@entity" {
+					walk(sub(path, k), t[k])
 					continue
 				}
-				p := k
-				if prefix != "" {
-					p = prefix + "." + k
+				// The messages of the record (or entity) itself.
+				if msgs, ok := t[k].([]any); ok {
+					for _, m := range msgs {
+						walk(path, m)
+					}
+				} else {
+					walk(path, t[k])
 				}
-				walk(p, t[k])
 			}
 		case []any:
-			for _, e := range t {
+			// Element errors, nil where an element was fine.
+			for i, e := range t {
 				if e != nil {
-					walk(prefix, e)
+					walk(sub(path, strconv.Itoa(i)), e)
 				}
 			}
 		case nil:
 		default:
-			out = append(out, fieldError{prefix, fmt.Sprint(t)})
+			out.add(path, fmt.Sprint(t))
 		}
 	}
-	walk("", err.Fields)
+	walk(nil, err.Fields)
 	return out
 }

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strconv"
 
+	"github.com/gantry-gw/gantry/internal/dp/proxy"
 	"github.com/gantry-gw/gantry/internal/dp/router"
 )
 
@@ -15,6 +16,15 @@ import (
 // mismatches. Resolve hands it to the proxy as Match.Reject; boxing it costs
 // one allocation, on this error path only.
 type rejection router.Rejection
+
+// RejectStatus implements proxy.RejectStatus: the status ServeHTTP
+// answers (200 for gRPC, whose error travels in Grpc-Status).
+func (rej rejection) RejectStatus() int {
+	if rej.GRPCStatus != 0 {
+		return http.StatusOK
+	}
+	return rej.Status
+}
 
 // ServeHTTP implements http.Handler.
 func (rej rejection) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -46,6 +56,10 @@ func (rej rejection) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(rej.Status)
 	if r.Method != http.MethodHead {
-		w.Write(body)
+		// The head is sent; a failed write is a client that left, and the
+		// server ends that connection.
+		_, _ = w.Write(body)
 	}
 }
+
+var _ proxy.RejectStatus = rejection{}

@@ -160,55 +160,49 @@ type upstreamSpec struct {
 	health               health.Upstream
 }
 
-// parseUpstream reads one upstream entity and its targets.
-func parseUpstream(d doc, targets []doc) (*upstreamSpec, []fieldError) {
-	var errs fieldErrors
-	s := &upstreamSpec{}
-	s.id = errs.str(d, "id")
-	s.name = errs.str(d, "name")
-	s.hostHeader = errs.str(d, "host_header")
+// parseUpstream checks one upstream and its targets and prepares its
+// balancer and health options; fe holds the problems decoding found.
+func parseUpstream(u *upstreamEntity, fe fieldErrors, targets []*targetEntity) (*upstreamSpec, fieldErrors) {
+	s := &upstreamSpec{id: u.ID, name: u.Name, hostHeader: u.HostHeader}
 	if s.name == "" {
-		errs.add("name", "required field missing")
+		fe.add(at("name"), "required field missing")
 	}
-	algo := errs.str(d, "algorithm")
-	slots := errs.integer(d, "slots", balancer.DefaultSlots)
 	hash := balancer.HashOptions{
-		On:                 hashOn(errs.str(d, "hash_on")),
-		Fallback:           hashOn(errs.str(d, "hash_fallback")),
-		OnHeader:           errs.str(d, "hash_on_header"),
-		FallbackHeader:     errs.str(d, "hash_fallback_header"),
-		OnCookie:           errs.str(d, "hash_on_cookie"),
-		OnCookiePath:       errs.str(d, "hash_on_cookie_path"),
-		OnQueryArg:         errs.str(d, "hash_on_query_arg"),
-		FallbackQueryArg:   errs.str(d, "hash_fallback_query_arg"),
-		OnURICapture:       errs.str(d, "hash_on_uri_capture"),
-		FallbackURICapture: errs.str(d, "hash_fallback_uri_capture"),
+		On:                 hashOn(u.HashOn),
+		Fallback:           hashOn(u.HashFallback),
+		OnHeader:           u.HashOnHeader,
+		FallbackHeader:     u.HashFallbackHeader,
+		OnCookie:           u.HashOnCookie,
+		OnCookiePath:       u.HashOnCookiePath,
+		OnQueryArg:         u.HashOnQueryArg,
+		FallbackQueryArg:   u.HashFallbackQueryArg,
+		OnURICapture:       u.HashOnURICapture,
+		FallbackURICapture: u.HashFallbackURICapture,
 	}
-	if algo == "" && hash.On != "" {
+	algo := u.Algorithm.V
+	if !u.Algorithm.Set && hash.On != "" {
 		algo = string(balancer.AlgorithmConsistentHashing)
 	}
-	checks, cerrs := parseHealthchecks(d)
-	errs = append(errs, cerrs...)
-	s.opts = balancer.Options{Name: s.name, Algorithm: balancer.Algorithm(algo), Slots: slots, Hash: hash, Threshold: checks.Threshold}
+	checks, cerrs := parseHealthchecks(&u.Healthchecks)
+	fe = append(fe, cerrs...)
+	s.opts = balancer.Options{Name: s.name, Algorithm: balancer.Algorithm(algo), Slots: u.Slots, Hash: hash, Threshold: checks.Threshold}
 	s.health = health.Upstream{ID: s.id, Name: s.name, HostHeader: s.hostHeader, Checks: checks}
 	for _, t := range targets {
-		raw := errs.str(t, "target")
-		addr, err := balancer.NormalizeTarget(raw)
+		addr, err := balancer.NormalizeTarget(t.Target)
 		if err != nil {
-			errs.add("targets", fmt.Sprintf("target %q: %v", raw, err))
+			fe.add(at("targets"), fmt.Sprintf("target %q: %v", t.Target, err))
 			continue
 		}
-		w := errs.integer(t, "weight", 100)
-		s.opts.Targets = append(s.opts.Targets, balancer.TargetConfig{Address: addr, Weight: w})
-		s.health.Targets = append(s.health.Targets, health.TargetSpec{Address: addr, Weight: w})
+		s.opts.Targets = append(s.opts.Targets, balancer.TargetConfig{Address: addr, Weight: t.Weight})
+		s.health.Targets = append(s.health.Targets, health.TargetSpec{Address: addr, Weight: t.Weight})
 	}
-	if len(errs) > 0 {
-		return nil, errs
+	if len(fe) > 0 {
+		return nil, fe
 	}
 	// Build once without health to validate; the real balancer is built
 	// after the registry update.
 	if _, err := balancer.New(s.opts); err != nil {
-		return nil, fieldErrors{{"", err.Error()}}
+		return nil, fieldErrors{{nil, err.Error()}}
 	}
 	return s, nil
 }
@@ -251,88 +245,72 @@ func (s *upstreamSpec) build(reg *health.Registry) (*Upstream, error) {
 	return u, nil
 }
 
-// parseHealthchecks reads upstream.healthchecks over Kong's defaults and
-// checks what the health registry would refuse, so that a bad upstream is
-// reported per entity before any shared state changes.
-func parseHealthchecks(d doc) (health.Config, fieldErrors) {
-	var errs fieldErrors
-	c := health.DefaultConfig()
-	hc, err := d.record("healthchecks")
-	if err != nil {
-		errs.add("healthchecks", err.Error())
-		return c, errs
+// parseHealthchecks converts an upstream's healthchecks and checks what the
+// health registry would refuse, so that a bad upstream is reported per
+// entity before any shared state changes.
+func parseHealthchecks(h *healthchecks) (health.Config, fieldErrors) {
+	var fe fieldErrors
+	a, p := &h.Active, &h.Passive
+	if h.Threshold < 0 || h.Threshold > 100 {
+		fe.add(at("healthchecks", "threshold"), "value should be between 0 and 100")
 	}
-	if hc == nil {
-		return c, nil
+	switch a.Type {
+	case "", "http", "https", "tcp", "grpc", "grpcs":
+	default:
+		fe.add(at("healthchecks", "active", "type"), fmt.Sprintf("unknown type %q", a.Type))
 	}
-	c.Threshold = errs.number(hc, "threshold", 0)
-	if c.Threshold < 0 || c.Threshold > 100 {
-		errs.add("healthchecks.threshold", "value should be between 0 and 100")
+	if a.HTTPPath != "" && a.HTTPPath[0] != '/' {
+		fe.add(at("healthchecks", "active", "http_path"), "should start with: /")
 	}
-	if a := errs.rec(hc, "active"); a != nil {
-		if t := errs.str(a, "type"); t != "" {
-			c.Active.Type = t
-		}
-		switch c.Active.Type {
-		case "http", "https", "tcp", "grpc", "grpcs":
-		default:
-			errs.add("healthchecks.active.type", fmt.Sprintf("unknown type %q", c.Active.Type))
-		}
-		if p := errs.str(a, "http_path"); p != "" {
-			if p[0] != '/' {
-				errs.add("healthchecks.active.http_path", "should start with: /")
-			}
-			c.Active.HTTPPath = p
-		}
-		c.Active.Timeout = health.Seconds(errs.number(a, "timeout", 1))
-		c.Active.Concurrency = errs.integer(a, "concurrency", 10)
-		c.Active.HTTPSVerifyCertificate = errs.boolean(a, "https_verify_certificate", true)
-		c.Active.HTTPSSNI = errs.str(a, "https_sni")
-		if hm, err := a.headerMap("headers"); err != nil {
-			errs.add("healthchecks.active.headers", err.Error())
-		} else {
-			c.Active.Headers = hm
-		}
-		if h := errs.rec(a, "healthy"); h != nil {
-			c.Active.Healthy.Interval = health.Seconds(errs.number(h, "interval", 0))
-			c.Active.Healthy.Successes = errs.integer(h, "successes", 0)
-			c.Active.Healthy.HTTPStatuses = errs.statuses(h, "http_statuses", c.Active.Healthy.HTTPStatuses)
-		}
-		if u := errs.rec(a, "unhealthy"); u != nil {
-			c.Active.Unhealthy.Interval = health.Seconds(errs.number(u, "interval", 0))
-			c.Active.Unhealthy.HTTPFailures = errs.integer(u, "http_failures", 0)
-			c.Active.Unhealthy.TCPFailures = errs.integer(u, "tcp_failures", 0)
-			c.Active.Unhealthy.Timeouts = errs.integer(u, "timeouts", 0)
-			c.Active.Unhealthy.HTTPStatuses = errs.statuses(u, "http_statuses", c.Active.Unhealthy.HTTPStatuses)
-		}
-	}
-	if p := errs.rec(hc, "passive"); p != nil {
-		if t := errs.str(p, "type"); t != "" {
-			c.Passive.Type = t
-		}
-		if h := errs.rec(p, "healthy"); h != nil {
-			c.Passive.Healthy.Successes = errs.integer(h, "successes", 0)
-			c.Passive.Healthy.HTTPStatuses = errs.statuses(h, "http_statuses", c.Passive.Healthy.HTTPStatuses)
-		}
-		if u := errs.rec(p, "unhealthy"); u != nil {
-			c.Passive.Unhealthy.HTTPFailures = errs.integer(u, "http_failures", 0)
-			c.Passive.Unhealthy.TCPFailures = errs.integer(u, "tcp_failures", 0)
-			c.Passive.Unhealthy.Timeouts = errs.integer(u, "timeouts", 0)
-			c.Passive.Unhealthy.HTTPStatuses = errs.statuses(u, "http_statuses", c.Passive.Unhealthy.HTTPStatuses)
-		}
-	}
-	a, p := c.Active, c.Passive
+	checkStatuses(&fe, at("healthchecks", "active", "healthy", "http_statuses"), a.Healthy.HTTPStatuses)
+	checkStatuses(&fe, at("healthchecks", "active", "unhealthy", "http_statuses"), a.Unhealthy.HTTPStatuses)
+	checkStatuses(&fe, at("healthchecks", "passive", "healthy", "http_statuses"), p.Healthy.HTTPStatuses)
+	checkStatuses(&fe, at("healthchecks", "passive", "unhealthy", "http_statuses"), p.Unhealthy.HTTPStatuses)
 	for _, n := range []int{a.Concurrency, a.Healthy.Successes, a.Unhealthy.HTTPFailures, a.Unhealthy.TCPFailures,
 		a.Unhealthy.Timeouts, p.Healthy.Successes, p.Unhealthy.HTTPFailures, p.Unhealthy.TCPFailures, p.Unhealthy.Timeouts} {
 		if n < 0 {
-			errs.add("healthchecks", "counters and concurrency must not be negative")
+			fe.add(at("healthchecks"), "counters and concurrency must not be negative")
 			break
 		}
 	}
 	if a.Timeout < 0 || a.Healthy.Interval < 0 || a.Unhealthy.Interval < 0 {
-		errs.add("healthchecks.active", "timeout and intervals must not be negative")
+		fe.add(at("healthchecks", "active"), "timeout and intervals must not be negative")
 	}
-	return c, errs
+	c := health.Config{
+		Active: health.ActiveConfig{
+			Type:                   a.Type,
+			HTTPPath:               a.HTTPPath,
+			Timeout:                health.Seconds(a.Timeout),
+			Concurrency:            a.Concurrency,
+			HTTPSVerifyCertificate: a.HTTPSVerifyCertificate,
+			HTTPSSNI:               a.HTTPSSNI,
+			Headers:                a.Headers,
+			Healthy: health.ActiveHealthy{Interval: health.Seconds(a.Healthy.Interval),
+				Successes: a.Healthy.Successes, HTTPStatuses: a.Healthy.HTTPStatuses},
+			Unhealthy: health.ActiveUnhealthy{Interval: health.Seconds(a.Unhealthy.Interval),
+				HTTPFailures: a.Unhealthy.HTTPFailures, TCPFailures: a.Unhealthy.TCPFailures,
+				Timeouts: a.Unhealthy.Timeouts, HTTPStatuses: a.Unhealthy.HTTPStatuses},
+		},
+		Passive: health.PassiveConfig{
+			Type:    p.Type,
+			Healthy: health.PassiveHealthy{Successes: p.Healthy.Successes, HTTPStatuses: p.Healthy.HTTPStatuses},
+			Unhealthy: health.PassiveUnhealthy{HTTPFailures: p.Unhealthy.HTTPFailures, TCPFailures: p.Unhealthy.TCPFailures,
+				Timeouts: p.Unhealthy.Timeouts, HTTPStatuses: p.Unhealthy.HTTPStatuses},
+		},
+		Threshold: h.Threshold,
+	}
+	return c, fe
+}
+
+// checkStatuses records the first code of a status list outside the range
+// the health checker accepts.
+func checkStatuses(fe *fieldErrors, path []string, codes []int) {
+	for _, c := range codes {
+		if c < 100 || c > 999 {
+			fe.add(path, fmt.Sprintf("invalid HTTP status %d", c))
+			return
+		}
+	}
 }
 
 // hostHeaderFor returns the Host the proxy sends for a service balanced

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/gantry-gw/gantry/internal/dp/analytics"
 )
 
 // okResp is the upstream's answer in the benchmarks: 64 bytes, keep-alive,
@@ -79,7 +81,13 @@ func benchGateway(tb testing.TB) (*Gateway, *http.Request) {
 	tb.Helper()
 	host, port, _ := net.SplitHostPort(rawUpstream(tb))
 	p, _ := strconv.Atoi(port)
-	g, err := New(Options{ProxyListen: Off, ProxyTLSListen: Off, LookupEnv: func(string) (string, bool) { return "", false }})
+	// Analytics is on, as in the runtime.
+	agg, err := analytics.NewAggregator(analytics.AggregatorOptions{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	g, err := New(Options{ProxyListen: Off, ProxyTLSListen: Off, LookupEnv: func(string) (string, bool) { return "", false },
+		Analytics: agg})
 	if err != nil {
 		tb.Fatal(err)
 	}

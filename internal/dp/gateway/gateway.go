@@ -40,7 +40,11 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/gantry-gw/gantry/internal/dp/accesslog"
+	"github.com/gantry-gw/gantry/internal/dp/analytics"
 	"github.com/gantry-gw/gantry/internal/dp/compile"
+	"github.com/gantry-gw/gantry/internal/dp/h1client"
+	"github.com/gantry-gw/gantry/internal/dp/h1server"
 	"github.com/gantry-gw/gantry/internal/dp/health"
 	"github.com/gantry-gw/gantry/internal/dp/plugin"
 	_ "github.com/gantry-gw/gantry/internal/dp/plugins/all" // the bundled plugins
@@ -64,6 +68,10 @@ type Options struct {
 	TrustedIPs []netip.Prefix
 	// KongHeaders names response headers as Kong does (X-Kong-*).
 	KongHeaders bool
+	// AllowUnderscoreHeaders passes request header names with an
+	// underscore upstream; by default they are dropped, as nginx's
+	// underscores_in_headers off does (see proxy.Config).
+	AllowUnderscoreHeaders bool
 	// Logger receives lifecycle events and failures; nil discards.
 	Logger *slog.Logger
 	// Plugins is the plugin registry; nil means plugin.DefaultRegistry.
@@ -72,7 +80,7 @@ type Options struct {
 	LookupEnv func(name string) (string, bool)
 	// Transport configures the upstream connection pool shared by every
 	// generation.
-	Transport proxy.TransportOptions
+	Transport h1client.Options
 	// DefaultCertificate is served on TLS when no SNI matches; nil makes
 	// the Gateway generate a self-signed one at New, as Kong does.
 	DefaultCertificate *tls.Certificate
@@ -85,14 +93,27 @@ type Options struct {
 	// IdleTimeout closes idle keep-alive client connections; 0 means 75s
 	// (nginx's keepalive_timeout).
 	IdleTimeout time.Duration
+	// MaxConnections caps the client connections open at once, plain and
+	// TLS together; at the cap both listeners stop accepting until one
+	// closes. 0 means DefaultMaxConnections.
+	MaxConnections int
+	// Analytics, when set, receives a record of every request the proxy
+	// answers, in every generation; nil records nothing.
+	Analytics *analytics.Aggregator
+	// AccessLog, when set, receives an entry for every request the proxy
+	// answers; owned by the caller, shared by configuration generations.
+	AccessLog *accesslog.Log
 }
+
+// DefaultMaxConnections is the default Options.MaxConnections.
+const DefaultMaxConnections = h1server.DefaultMaxConns
 
 // Gateway is the runtime's data plane. Safe for concurrent use.
 type Gateway struct {
 	// Immutable after New.
 	opts      Options
 	log       *slog.Logger
-	tr        *proxy.Transport
+	tr        *h1client.Transport
 	health    *health.Registry
 	stopCheck context.CancelFunc // stops the health registry's checkers
 	state     *plugin.StateRegistry
@@ -111,7 +132,7 @@ type Gateway struct {
 	plainLn, tlsLn net.Listener
 	// plainSrv serves the plain listener with the proxy's own HTTP/1.1
 	// loop; tlsSrv is net/http's, for HTTP/2 over ALPN.
-	plainSrv            *proxy.Server
+	plainSrv            *h1server.Server
 	tlsSrv              *http.Server
 	httpPort, httpsPort string // ports reported as X-Forwarded-Port
 	started, closed     bool
@@ -125,6 +146,7 @@ type generation struct {
 	proxy    *proxy.Proxy
 	hash     string
 	loaded   bool
+	log      *slog.Logger
 
 	refs      atomic.Int64
 	retired   atomic.Bool
@@ -153,7 +175,11 @@ func (gen *generation) retire() {
 func (gen *generation) close() {
 	gen.closeOnce.Do(func() {
 		if gen.compiled != nil {
-			gen.compiled.Close()
+			// The plugins' Close errors: nothing is waiting on a retired
+			// generation, so they are logged.
+			if err := gen.compiled.Close(); err != nil {
+				gen.log.Error("closing a replaced configuration", "hash", gen.hash, "error", err)
+			}
 		}
 		close(gen.closed)
 	})
@@ -171,6 +197,9 @@ func New(opts Options) (*Gateway, error) {
 	}
 	if opts.ShutdownTimeout < 0 || opts.ReadHeaderTimeout < 0 || opts.IdleTimeout < 0 {
 		return nil, errors.New("gateway: timeouts must not be negative")
+	}
+	if opts.MaxConnections < 0 {
+		return nil, errors.New("gateway: MaxConnections must not be negative")
 	}
 	if opts.ShutdownTimeout == 0 {
 		opts.ShutdownTimeout = 10 * time.Second
@@ -195,14 +224,14 @@ func New(opts Options) (*Gateway, error) {
 			return nil, fmt.Errorf("gateway: default certificate: %w", err)
 		}
 	}
-	if g.tr, err = proxy.NewTransport(opts.Transport); err != nil {
+	if g.tr, err = h1client.New(opts.Transport); err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
 	// The registry lives as long as the Gateway; Close cancels it.
 	hctx, cancel := context.WithCancel(context.Background())
 	if g.health, err = health.New(hctx, health.Options{Logger: opts.Logger.With("component", "health")}); err != nil {
 		cancel()
-		g.tr.Close()
+		_ = g.tr.Close() // it has no connections yet
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
 	g.stopCheck = cancel
@@ -213,9 +242,11 @@ func New(opts Options) (*Gateway, error) {
 	}
 	empty, err := g.newGeneration(nil, "", false)
 	if err != nil {
-		g.health.Close()
+		// Nothing ran on the registry or the transport yet; the error that
+		// matters is err.
+		_ = g.health.Close()
 		cancel()
-		g.tr.Close()
+		_ = g.tr.Close()
 		return nil, err
 	}
 	g.cur.Store(empty)
@@ -227,15 +258,17 @@ func (g *Gateway) newGeneration(c *compile.Compiled, hash string, loaded bool) (
 	g.mu.Lock()
 	httpPort, httpsPort := g.httpPort, g.httpsPort
 	g.mu.Unlock()
-	po := proxy.Options{Transport: g.tr, HTTPPort: httpPort, HTTPSPort: httpsPort, Logger: g.opts.Logger.With("component", "proxy")}
+	po := proxy.Options{Transport: g.tr, HTTPPort: httpPort, HTTPSPort: httpsPort, Logger: g.opts.Logger.With("component", "proxy"),
+		Analytics: g.opts.Analytics, AccessLog: g.opts.AccessLog}
 	if c != nil {
-		po.Config = &proxy.Config{Resolver: c, TrustedIPs: g.opts.TrustedIPs, KongHeaders: g.opts.KongHeaders, Global: c.Global()}
+		po.Config = &proxy.Config{Resolver: c, TrustedIPs: g.opts.TrustedIPs, KongHeaders: g.opts.KongHeaders, Global: c.Global(),
+			AllowUnderscoreHeaders: g.opts.AllowUnderscoreHeaders}
 	}
 	p, err := proxy.New(po)
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
-	return &generation{compiled: c, proxy: p, hash: hash, loaded: loaded, closed: make(chan struct{})}, nil
+	return &generation{compiled: c, proxy: p, hash: hash, loaded: loaded, log: g.log, closed: make(chan struct{})}, nil
 }
 
 // Start binds the listeners and serves in the background until Close. ctx
@@ -261,24 +294,33 @@ func (g *Gateway) Start(ctx context.Context) error {
 	if g.opts.ProxyTLSListen != Off {
 		if secure, err = lc.Listen(ctx, "tcp", g.opts.ProxyTLSListen); err != nil {
 			if plain != nil {
-				plain.Close()
+				_ = plain.Close() // never served; the error that matters is err
 			}
 			return fmt.Errorf("gateway: proxy TLS listener: %w", err)
 		}
 		g.httpsPort = portOf(secure.Addr().String(), g.httpsPort)
 	}
-	if plain != nil {
-		// The plain listener runs the proxy's own server loop: about a third
-		// less CPU per request than net/http's (see bench/).
-		srv, err := proxy.NewServer(proxy.ServerOptions{Handler: g, ReadHeaderTimeout: g.opts.ReadHeaderTimeout,
-			IdleTimeout: g.opts.IdleTimeout, Logger: g.log})
-		if err != nil {
-			plain.Close()
-			if secure != nil {
-				secure.Close()
-			}
-			return fmt.Errorf("gateway: %w", err)
+	// Both listeners have one set of limits. The plain listener runs the
+	// runtime's own server loop, about a third less CPU per request than
+	// net/http's (see bench/); the TLS listener runs net/http's, for HTTP/2,
+	// with the loop's limits: the same ReadHeaderTimeout (a whole head, as
+	// there), IdleTimeout and MaxHeaderBytes, and, through srv.Listener, the
+	// one connection cap and the same per-write timeout. What differs:
+	// net/http answers a head over the bound with 431 rather than 494, and
+	// allows 4 KiB over it; and it has no per-read body timeout
+	// (BodyTimeout), only a whole-request one, which would cut long uploads.
+	srv, err := h1server.New(h1server.Options{Handler: g, ReadHeaderTimeout: g.opts.ReadHeaderTimeout,
+		IdleTimeout: g.opts.IdleTimeout, MaxConns: g.opts.MaxConnections, Logger: g.log, ErrorBody: proxy.ServerErrorBody})
+	if err != nil {
+		if plain != nil {
+			_ = plain.Close()
 		}
+		if secure != nil {
+			_ = secure.Close()
+		}
+		return fmt.Errorf("gateway: %w", err)
+	}
+	if plain != nil {
 		g.plainLn, g.plainSrv = plain, srv
 		g.serving.Add(1)
 		go func() {
@@ -290,15 +332,17 @@ func (g *Gateway) Start(ctx context.Context) error {
 	}
 	if secure != nil {
 		errLog := slog.NewLogLogger(g.log.Handler(), slog.LevelDebug)
+		lim := srv.Options()
 		g.tlsLn = secure
-		g.tlsSrv = &http.Server{Handler: g, ReadHeaderTimeout: g.opts.ReadHeaderTimeout, IdleTimeout: g.opts.IdleTimeout,
-			ErrorLog: errLog, TLSConfig: g.tlsConfig}
+		g.tlsSrv = &http.Server{Handler: g, ReadHeaderTimeout: lim.ReadHeaderTimeout, IdleTimeout: lim.IdleTimeout,
+			MaxHeaderBytes: lim.MaxHeaderBytes, ErrorLog: errLog, TLSConfig: g.tlsConfig}
+		limited := srv.Listener(secure)
 		g.serving.Add(1)
 		go func() {
 			defer g.serving.Done()
 			// ServeTLS enables HTTP/2 over ALPN; certificates come from
 			// GetCertificate, so no files are named.
-			if err := g.tlsSrv.ServeTLS(secure, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			if err := g.tlsSrv.ServeTLS(limited, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				g.log.Error("proxy TLS listener stopped", "error", err)
 			}
 		}()
@@ -370,8 +414,7 @@ func (g *Gateway) Apply(ctx context.Context, cfg map[string]any, hash string) ([
 	}
 	gen, err := g.newGeneration(c, hash, true)
 	if err != nil {
-		c.Close()
-		return nil, err
+		return nil, errors.Join(err, c.Close())
 	}
 	old := g.cur.Swap(gen)
 	old.retire()
@@ -437,7 +480,10 @@ func (g *Gateway) Close() error {
 		go func() {
 			defer wg.Done()
 			if err := srv.Shutdown(ctx); err != nil {
-				srv.Close()
+				// Shutdown's error (the timeout) is the one reported. Close
+				// cuts the connections still open; its only errors are from
+				// the listeners, which Shutdown has closed already.
+				_ = srv.Close()
 				errMu.Lock()
 				errs = append(errs, err)
 				errMu.Unlock()

@@ -16,6 +16,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -32,7 +33,8 @@ func upstream(t *testing.T, name string) *httptest.Server {
 		if r.URL.Path == "/slow" {
 			time.Sleep(300 * time.Millisecond)
 		}
-		fmt.Fprintf(w, "%s %s %s", name, r.Method, r.URL.RequestURI())
+		// A failed write is a client that left, which that client's test sees.
+		_, _ = fmt.Fprintf(w, "%s %s %s", name, r.Method, r.URL.RequestURI())
 	}))
 	t.Cleanup(s.Close)
 	return s
@@ -44,8 +46,10 @@ func hostPort(t *testing.T, s *httptest.Server) (string, float64) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var n int
-	fmt.Sscan(p, &n)
+	n, err := strconv.Atoi(p)
+	if err != nil {
+		t.Fatal(err)
+	}
 	return h, float64(n)
 }
 

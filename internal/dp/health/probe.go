@@ -103,7 +103,7 @@ func (r *Registry) probe(ctx context.Context, c *checks, t *Target) outcome {
 	if err != nil {
 		return failure(ctx, err)
 	}
-	defer conn.Close()
+	defer func(raw net.Conn) { _ = raw.Close() }(conn) // the TCP connection, even once TLS wraps it
 	if c.probeType == "tcp" {
 		return outcomeSuccess
 	}
@@ -113,7 +113,7 @@ func (r *Registry) probe(ctx context.Context, c *checks, t *Target) outcome {
 		}
 	}
 	// Closing the connection when ctx ends unblocks reads on shutdown.
-	stopAfter := context.AfterFunc(ctx, func() { conn.Close() })
+	stopAfter := context.AfterFunc(ctx, func() { _ = conn.Close() })
 	defer stopAfter()
 
 	if c.probeType == "https" {
@@ -139,7 +139,7 @@ func (r *Registry) probe(ctx context.Context, c *checks, t *Target) outcome {
 	if err != nil {
 		return failure(ctx, err)
 	}
-	resp.Body.Close()
+	_ = resp.Body.Close()
 	return classify(&c.active, resp.StatusCode)
 }
 

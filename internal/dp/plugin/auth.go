@@ -7,7 +7,7 @@ const (
 	HeaderConsumerID           = "X-Consumer-Id"
 	HeaderConsumerCustomID     = "X-Consumer-Custom-Id"
 	HeaderConsumerUsername     = "X-Consumer-Username"
-	HeaderCredentialIdentifier = "X-Credential-Identifier"
+	HeaderCredentialIdentifier = "X-Credential-Identifier" //nolint:gosec // a header name, not a credential
 	HeaderAnonymousConsumer    = "X-Anonymous-Consumer"
 )
 

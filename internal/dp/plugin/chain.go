@@ -104,7 +104,7 @@ func Compile(ctx context.Context, opts CompileOptions) (*Set, error) {
 	seen := make(map[string]bool)
 	for i := range opts.Plugins {
 		if err := ctx.Err(); err != nil {
-			s.Close()
+			_ = s.Close() // the cancellation is the error to report
 			return nil, err
 		}
 		p := &opts.Plugins[i]
@@ -119,7 +119,7 @@ func Compile(ctx context.Context, opts CompileOptions) (*Set, error) {
 		scope := p.Name + "\x00" + p.RouteID + "\x00" + p.ServiceID + "\x00" + p.ConsumerID + "\x00" + p.ConsumerGroupID
 		if seen[scope] {
 			errs = append(errs, &EntityError{PluginID: p.ID, Name: p.Name, Err: errors.New("another plugin of this name has the same scope")})
-			closeInstance(in)
+			_ = closeInstance(in) // the duplicate is the error to report
 			continue
 		}
 		seen[scope] = true
@@ -146,7 +146,7 @@ func Compile(ctx context.Context, opts CompileOptions) (*Set, error) {
 		}
 	}
 	if len(errs) > 0 {
-		s.Close()
+		_ = s.Close() // the build errors are the ones to report
 		return nil, errors.Join(errs...)
 	}
 	return s, nil

@@ -370,7 +370,7 @@ func (c *Ctx) arenaString(start int) string {
 	if len(b) == 0 {
 		return ""
 	}
-	return unsafe.String(&b[0], len(b))
+	return unsafe.String(&b[0], len(b)) //nolint:gosec // arena bytes are only appended to, never rewritten, until release
 }
 
 // applyPending moves headers set during access onto the response.

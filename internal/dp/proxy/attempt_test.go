@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/gantry-gw/gantry/internal/dp/h1client"
 )
 
 // recordingBalancer is an AttemptBalancer over a fixed list of peers: try n
@@ -63,12 +65,7 @@ func (b *recordingBalancer) ReportAttempt(a *Attempt, status int, err error) {
 // status reaches the balancer (passive health needs it), whatever it is.
 func TestAttemptBalancer(t *testing.T) {
 	bothServers(t, func(t *testing.T, sk serverKind) {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		refused := ln.Addr().String()
-		ln.Close()
+		refused := refusedAddr(t)
 		ok := newRawUpstream(t, fixedResponder(okResp))
 		failing := newRawUpstream(t, fixedResponder("HTTP/1.1 500 Internal Server Error\r\nContent-Length: 4\r\n\r\nfail"))
 		tests := []struct {
@@ -91,7 +88,7 @@ func TestAttemptBalancer(t *testing.T) {
 				svc := serviceFor(t, ok.addr())
 				svc.Retries = tt.retries
 				svc.Balancer = bal
-				env := newEnv(t, sk, staticCfg(svc), TransportOptions{})
+				env := newEnv(t, sk, staticCfg(svc), h1client.Options{})
 				resp, _ := get(t, env.url+"/")
 				if resp.StatusCode != tt.status {
 					t.Errorf("status %d, want %d", resp.StatusCode, tt.status)
@@ -157,7 +154,7 @@ func TestAttemptSetCookie(t *testing.T) {
 		up := newRawUpstream(t, fixedResponder("HTTP/1.1 200 OK\r\nSet-Cookie: up=1\r\nContent-Length: 2\r\n\r\nok"))
 		svc := serviceFor(t, up.addr())
 		svc.Balancer = cookieBalancer{addr: up.addr()}
-		env := newEnv(t, sk, staticCfg(svc), TransportOptions{})
+		env := newEnv(t, sk, staticCfg(svc), h1client.Options{})
 		resp, _ := get(t, env.url+"/")
 		if got := resp.Header.Values("Set-Cookie"); len(got) != 2 || got[0] != "up=1" || got[1] != "sticky=abc; Path=/" {
 			t.Errorf("first response Set-Cookie %q", got)
@@ -176,12 +173,12 @@ func TestAttemptSetCookie(t *testing.T) {
 func TestRetryAfterSend(t *testing.T) {
 	bothServers(t, func(t *testing.T, sk serverKind) {
 		dropping := newRawUpstream(t, func(c net.Conn, br *bufio.Reader) {
-			readHead(br) // read the request, answer nothing, close
+			_, _ = readHead(br) // read the request, answer nothing, close
 		})
 		silent := newRawUpstream(t, func(c net.Conn, br *bufio.Reader) {
-			readHead(br)
+			_, _ = readHead(br)
 			c.SetReadDeadline(time.Now().Add(2 * time.Second))
-			br.ReadByte() // hold the connection open without answering
+			_, _ = br.ReadByte() // hold the connection open without answering
 		})
 		ok := newRawUpstream(t, fixedResponder(okResp))
 		tests := []struct {
@@ -201,7 +198,7 @@ func TestRetryAfterSend(t *testing.T) {
 				svc := serviceFor(t, ok.addr())
 				svc.ReadTimeout = 100 * time.Millisecond
 				svc.Balancer = bal
-				env := newEnv(t, sk, staticCfg(svc), TransportOptions{})
+				env := newEnv(t, sk, staticCfg(svc), h1client.Options{})
 				req, _ := http.NewRequest(tt.method, env.url+"/", nil)
 				resp, _ := do(t, http.DefaultClient, req)
 				if resp.StatusCode != tt.status {

@@ -5,11 +5,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
 	"strings"
 	"testing"
 
+	"github.com/gantry-gw/gantry/internal/dp/h1client"
 	"github.com/gantry-gw/gantry/internal/dp/plugin"
 	"github.com/gantry-gw/gantry/internal/dp/plugins/keyauth"
 	"github.com/gantry-gw/gantry/internal/dp/plugins/ratelimiting"
@@ -62,14 +64,22 @@ func (d *discardWriter) Write(b []byte) (int, error) {
 }
 func (d *discardWriter) reset() { clear(d.h); d.status, d.n = 0, 0 }
 
-func benchProxy(tb testing.TB) (*Proxy, *http.Request) {
+func benchProxy(tb testing.TB) (*Proxy, *http.Request) { return benchProxyAnalytics(tb, true) }
+
+// benchProxyAnalytics is benchProxy with analytics on or off.
+func benchProxyAnalytics(tb testing.TB, analytics bool) (*Proxy, *http.Request) {
 	up := newRawUpstream(tb, fastResponder(okResp))
-	tr, err := NewTransport(TransportOptions{})
+	tr, err := h1client.New(h1client.Options{})
 	if err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { tr.Close() })
-	p, err := New(Options{Transport: tr, Config: staticCfg(serviceFor(tb, up.addr()))})
+	// Analytics is on, as in the runtime: the budgets include it.
+	opts := Options{Transport: tr, Config: staticCfg(serviceFor(tb, up.addr()))}
+	if analytics {
+		opts.Analytics = newAggregator(tb)
+	}
+	p, err := New(opts)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -124,6 +134,29 @@ func BenchmarkProxyPath(b *testing.B) {
 	}
 }
 
+// BenchmarkProxyPathAnalytics is BenchmarkProxyPath with analytics off and
+// on, side by side: the cost of recording each request.
+func BenchmarkProxyPathAnalytics(b *testing.B) {
+	for _, on := range []bool{false, true} {
+		name := "off"
+		if on {
+			name = "on"
+		}
+		b.Run(name, func(b *testing.B) {
+			p, r := benchProxyAnalytics(b, on)
+			w := &discardWriter{h: make(http.Header)}
+			b.ReportAllocs()
+			for b.Loop() {
+				w.reset()
+				p.ServeHTTP(w, r)
+			}
+			if w.status != 200 {
+				b.Fatalf("status %d", w.status)
+			}
+		})
+	}
+}
+
 // BenchmarkEndToEnd measures a whole proxied request in process: a raw
 // keep-alive client writes a request to the server running the proxy
 // (net/http's, then Serve's), which calls a loopback upstream. Client and
@@ -143,38 +176,73 @@ func BenchmarkEndToEndPlugins(b *testing.B) {
 }
 
 func benchEndToEnd(b *testing.B, sk serverKind, plugins bool) {
-	up := newRawUpstream(b, fastResponder(okResp))
-	svc := serviceFor(b, up.addr())
+	do := endToEnd(b, sk, plugins)
+	b.ReportAllocs()
+	for b.Loop() {
+		do()
+	}
+}
+
+// TestEndToEndAllocs is the allocation budget of a whole proxied request
+// behind the runtime's own server loop (client and upstream goroutines are
+// allocation-free): the request head string, the request's context and
+// its watch registration (the context itself is the connection's), the
+// request id and the response header values.
+func TestEndToEndAllocs(t *testing.T) {
+	if testing.Short() || raceEnabled {
+		t.Skip("loopback round trips; the race detector changes allocation counts")
+	}
+	for _, plugins := range []bool{false, true} {
+		t.Run(fmt.Sprintf("plugins=%v", plugins), func(t *testing.T) {
+			do := endToEnd(t, ownLoop, plugins)
+			do()
+			allocs := testing.AllocsPerRun(500, do)
+			const budget = 5
+			if allocs > budget {
+				t.Errorf("allocs per request = %v, budget %d", allocs, budget)
+			}
+			t.Logf("allocs per proxied request (server loop + proxy): %v", allocs)
+		})
+	}
+}
+
+// endToEnd starts the proxy behind the sk server with a loopback upstream
+// and returns a function that sends one keep-alive request from a raw
+// client and reads its 200 answer.
+func endToEnd(tb testing.TB, sk serverKind, plugins bool) func() {
+	up := newRawUpstream(tb, fastResponder(okResp))
+	svc := serviceFor(tb, up.addr())
 	cfg := staticCfg(svc)
 	if plugins {
-		chain := keyAuthRateLimit(b, 1000).Route("r1")
+		chain := keyAuthRateLimit(tb, 1000).Route("r1")
 		cfg = &Config{Resolver: resolverFunc(func(_ *http.Request, m *Match) {
 			m.Service, m.RouteID, m.Plugins = svc, "r1", chain
 		})}
 	}
-	env := newEnv(b, sk, cfg, TransportOptions{})
+	env := newEnvOpts(tb, sk, Options{Config: cfg, Analytics: newAggregator(tb)}, h1client.Options{})
 	c, err := net.Dial("tcp", env.addr)
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
-	defer c.Close()
+	tb.Cleanup(func() { _ = c.Close() })
 	req := []byte("GET /bench HTTP/1.1\r\nHost: gw\r\nUser-Agent: wrk\r\napikey: key-7\r\n\r\n")
 	br := bufio.NewReaderSize(c, 4096)
-	b.ReportAllocs()
-	for b.Loop() {
+	return func() {
 		if _, err := c.Write(req); err != nil {
-			b.Fatal(err)
+			tb.Fatal(err)
 		}
 		// Read the head, then the 64-byte body.
 		cl := 0
-		status := ""
+		var status [3]byte
+		first := true
 		for {
 			l, err := br.ReadSlice('\n')
 			if err != nil {
-				b.Fatal(err)
+				tb.Fatal(err)
 			}
-			if status == "" {
-				status = string(l[9:12])
+			if first {
+				copy(status[:], l[9:12])
+				first = false
 			}
 			if len(l) <= 2 {
 				break
@@ -183,11 +251,11 @@ func benchEndToEnd(b *testing.B, sk serverKind, plugins bool) {
 				cl = 64
 			}
 		}
-		if cl == 0 || status != "200" {
-			b.Fatalf("status %s, no Content-Length 64", status)
+		if cl == 0 || string(status[:]) != "200" {
+			tb.Fatalf("status %s, no Content-Length 64", status[:])
 		}
 		if _, err := br.Discard(cl); err != nil {
-			b.Fatal(err)
+			tb.Fatal(err)
 		}
 	}
 }

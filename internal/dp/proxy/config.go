@@ -1,16 +1,14 @@
 // Package proxy is the runtime's HTTP proxy engine: the request handler that
 // turns a client request into an upstream request the way Kong does
 // (hop-by-hop removal, X-Forwarded-*, Via, Host, request id, latency headers,
-// Kong-shaped error bodies), and a lean HTTP/1.1 upstream client with a
-// per-target keep-alive pool.
+// Kong-shaped error bodies), over the lean HTTP/1.1 upstream client of
+// internal/dp/h1client and its per-target keep-alive pools.
 //
-// The upstream side deliberately does not use net/http's Transport: its two
-// goroutines per connection and channel hand-offs cost more CPU per request
-// than the whole proxy budget allows (see bench/ and the package benchmarks).
-// Here the handler goroutine writes the request head from pooled buffers and
-// reads the response head itself, so a proxied request costs one goroutine
-// and no allocation beyond what net/http's server and the response header map
-// need.
+// The upstream side deliberately does not use net/http's Transport (see
+// h1client): the handler goroutine writes the request head into the
+// connection's pooled buffer and reads the response head itself, so a
+// proxied request costs one goroutine and no allocation beyond what the
+// server and the response header map need.
 //
 // The client side has the same reason for [Proxy.Serve], an HTTP/1.1
 // server loop for the plain listener that replaces net/http's server there
@@ -164,10 +162,19 @@ func (s *Service) Prepare() error {
 	return nil
 }
 
-// prepareTLS builds the client TLS configuration and the pool key that
-// identifies it.
 func (s *Service) grpc() bool { return s.Protocol == "grpc" || s.Protocol == "grpcs" }
 
+// poolKeyFor names the connection pool to the peer addr of s: plain
+// connections are pooled by address, TLS ones by address and TLS settings.
+func (s *Service) poolKeyFor(addr string) string {
+	if s.tlsConfig == nil {
+		return addr
+	}
+	return addr + "|" + s.poolKey
+}
+
+// prepareTLS builds the client TLS configuration and the pool key that
+// identifies it.
 func (s *Service) prepareTLS(alpn string) {
 	name := s.TLSServerName
 	if name == "" {
@@ -177,10 +184,10 @@ func (s *Service) prepareTLS(alpn string) {
 		ServerName:         name,
 		NextProtos:         []string{alpn},
 		ClientSessionCache: tls.NewLRUClientSessionCache(64),
-		InsecureSkipVerify: !s.TLSVerify,
+		InsecureSkipVerify: !s.TLSVerify, //nolint:gosec // Kong's tls_verify: upstream certificates are checked only when the service asks
 	}
 	h := sha256.New()
-	fmt.Fprintf(h, "alpn=%s verify=%v depth=%d sni=%s\n", alpn, s.TLSVerify, s.TLSVerifyDepth, name)
+	_, _ = fmt.Fprintf(h, "alpn=%s verify=%v depth=%d sni=%s\n", alpn, s.TLSVerify, s.TLSVerifyDepth, name)
 	if s.TLSVerify && len(s.CACertificates) > 0 {
 		pool := x509.NewCertPool()
 		for _, c := range s.CACertificates {
@@ -191,7 +198,7 @@ func (s *Service) prepareTLS(alpn string) {
 	}
 	if cc := s.ClientCertificate; cc != nil {
 		cfg.Certificates = []tls.Certificate{*cc}
-		io.WriteString(h, "client\n")
+		_, _ = io.WriteString(h, "client\n")
 		for _, der := range cc.Certificate {
 			h.Write(der)
 		}
@@ -251,6 +258,9 @@ type Match struct {
 	// over this protocol (Kong's 426, HTTPS redirect and gRPC answers). No plugin phase runs, as
 	// for a 404: Kong refuses the protocol before the access phase collects plugins.
 	Reject http.Handler
+	// Methods are the matched route's methods (nil when it matches any). TRACE is answered 405
+	// unless they list it, as nginx refuses TRACE, before any plugin phase.
+	Methods []string
 }
 
 // Resolver finds the service for a request. Implementations must be safe for
@@ -347,6 +357,12 @@ type Config struct {
 	DisableLatencyHeaders bool
 	// DisableVia leaves out the Via header both ways.
 	DisableVia bool
+	// AllowUnderscoreHeaders passes request header names with an underscore
+	// upstream. By default they are dropped, as nginx (and so Kong) does with
+	// underscores_in_headers off: X_Consumer_Username would otherwise reach
+	// the upstream next to, and be read as, the X-Consumer-Username a plugin
+	// sets.
+	AllowUnderscoreHeaders bool
 	// Global is the compiled plugin set of this configuration generation,
 	// used for the phases that run before a route is known: rewrite (global
 	// plugins only, before Resolve) and, when a rewrite handler

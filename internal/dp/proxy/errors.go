@@ -18,6 +18,9 @@ const (
 	MsgUnavailable   = "The upstream server is currently unavailable"
 	MsgUnexpected    = "An unexpected error occurred"
 	MsgRequestTooBig = "Request header or cookie too large"
+	MsgBadRequest    = "Bad request"
+	// MsgMethodNotAllowed answers TRACE on a route that does not list it.
+	MsgMethodNotAllowed = "Method not allowed"
 )
 
 // errFormat is one of the bodies Kong's content negotiation can pick.

@@ -8,44 +8,10 @@ import (
 	"net/url"
 	"strings"
 	"time"
-)
 
-// h2Transport returns the HTTP/2 client for a grpc or grpcs service,
-// shared by every service with the same settings (its connections
-// multiplex requests, so one per settings is enough) and kept across
-// configuration swaps.
-func (t *Transport) h2Transport(svc *Service) *http.Transport {
-	key := svc.poolKey
-	t.mu.RLock()
-	h := t.h2[key]
-	t.mu.RUnlock()
-	if h != nil {
-		return h
-	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if h = t.h2[key]; h != nil {
-		return h
-	}
-	h = &http.Transport{
-		DialContext:         t.opts.Dial,
-		MaxIdleConnsPerHost: t.opts.MaxIdlePerHost,
-		IdleConnTimeout:     t.opts.IdleTimeout,
-		ForceAttemptHTTP2:   true,
-		Protocols:           new(http.Protocols),
-	}
-	if svc.tlsConfig != nil {
-		h.TLSClientConfig = svc.tlsConfig.Clone()
-		h.Protocols.SetHTTP2(true)
-	} else {
-		h.Protocols.SetUnencryptedHTTP2(true)
-	}
-	if t.h2 == nil {
-		t.h2 = make(map[string]*http.Transport)
-	}
-	t.h2[key] = h
-	return h
-}
+	"github.com/gantry-gw/gantry/internal/dp/h1"
+	"github.com/gantry-gw/gantry/internal/dp/h1client"
+)
 
 // grpcHopHeaders are not forwarded either way on HTTP/2 (RFC 9113 8.2.2).
 var grpcHopHeaders = map[string]bool{
@@ -56,23 +22,24 @@ var grpcHopHeaders = map[string]bool{
 // serveGRPC proxies a request to a grpc or grpcs service over HTTP/2,
 // streaming both bodies and relaying trailers (grpc-status). It is not on
 // the HTTP/1.1 fast path and uses net/http's HTTP/2 client.
-func (p *Proxy) serveGRPC(w http.ResponseWriter, r *http.Request, st *reqState, svc *Service, names *headerNames, start time.Time) {
+func (p *Proxy) serveGRPC(w http.ResponseWriter, r *http.Request, st *reqState, svc *Service) {
 	fi := &st.fi
 	target := st.match.Path
 	if target == "" {
 		target = requestPath(r)
 	}
-	if r.URL.RawQuery != "" {
+	if r.URL.RawQuery != "" || r.URL.ForceQuery {
+		// A bare '?' is kept, as writeRequestHead keeps it.
 		target += "?" + r.URL.RawQuery
 	}
 	u, err := url.ParseRequestURI(target)
 	if err != nil {
-		p.writeError(w, r, st, names, start, http.StatusBadRequest, "Bad request", fi.reqID)
+		p.writeError(w, r, st, http.StatusBadRequest, MsgBadRequest)
 		return
 	}
 	addr, err := st.pickPeer(svc, r)
 	if err != nil {
-		p.upstreamError(w, r, st, names, start, err, fi.reqID)
+		p.upstreamError(w, r, st, err)
 		return
 	}
 	u.Scheme, u.Host = "http", addr
@@ -96,7 +63,7 @@ func (p *Proxy) serveGRPC(w http.ResponseWriter, r *http.Request, st *reqState, 
 		}
 		if k == "Te" {
 			// Only "trailers" may be sent on HTTP/2, and gRPC needs it.
-			if hasTokenAny(vv, "trailers") {
+			if h1.HasTokenAny(vv, "trailers") {
 				out.Header["Te"] = []string{"trailers"}
 			}
 			continue
@@ -113,17 +80,24 @@ func (p *Proxy) serveGRPC(w http.ResponseWriter, r *http.Request, st *reqState, 
 	out.Header[fi.reqIDName] = []string{fi.reqID}
 
 	upStart := time.Now()
-	resp, err := p.tr.h2Transport(svc).RoundTrip(out)
+	resp, err := p.tr.HTTP2(svc.poolKey, svc.tlsConfig).RoundTrip(out)
 	if err != nil {
 		st.reportPeer(svc, addr, 0, err)
 		var ne net.Error
 		if errors.As(err, &ne) || strings.Contains(err.Error(), "dial") {
-			err = &dialError{addr: addr, err: err}
+			err = &h1client.DialError{Addr: addr, Err: err}
 		}
-		p.upstreamError(w, r, st, names, start, err, fi.reqID)
+		p.upstreamError(w, r, st, err)
 		return
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
+	if resp.StatusCode < 100 || resp.StatusCode > 599 {
+		// HTTP/2's :status is any digits to Go's client; a status outside
+		// RFC 9110's range cannot be relayed (the server loop refuses it).
+		st.reportPeer(svc, addr, 0, h1client.ErrMalformed)
+		p.upstreamError(w, r, st, h1client.ErrMalformed)
+		return
+	}
 	headAt := time.Now()
 	st.upLatency = headAt.Sub(upStart)
 	st.reportPeer(svc, addr, resp.StatusCode, nil)
@@ -133,7 +107,7 @@ func (p *Proxy) serveGRPC(w http.ResponseWriter, r *http.Request, st *reqState, 
 			wh[k] = vv
 		}
 	}
-	wh[names.reqID] = []string{fi.reqID}
+	wh[st.names.reqID] = []string{fi.reqID}
 	if c := st.attempt.SetCookie; c != "" {
 		wh["Set-Cookie"] = append(wh["Set-Cookie"], c)
 	}

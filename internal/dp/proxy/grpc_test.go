@@ -9,6 +9,8 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"testing"
+
+	"github.com/gantry-gw/gantry/internal/dp/h1client"
 )
 
 // grpcUpstream answers like a gRPC server: it requires HTTP/2, echoes the
@@ -24,7 +26,8 @@ func grpcUpstream(t *testing.T, useTLS bool) string {
 		w.Header().Set("Content-Type", "application/grpc")
 		w.Header().Set("Trailer", "Grpc-Status, Grpc-Message")
 		w.Header().Set("X-Path", r.URL.Path)
-		w.Write(bytes.ToUpper(msg))
+		w.Header().Set("X-Uri", r.RequestURI)
+		_, _ = w.Write(bytes.ToUpper(msg))
 		w.Header().Set("Grpc-Status", "0")
 		w.Header().Set("Grpc-Message", "ok")
 	}))
@@ -50,7 +53,7 @@ func TestGRPCUpstreams(t *testing.T) {
 			if err := svc.Prepare(); err != nil {
 				t.Fatal(err)
 			}
-			tr, _ := NewTransport(TransportOptions{})
+			tr, _ := h1client.New(h1client.Options{})
 			defer tr.Close()
 			p, err := New(Options{Transport: tr, Config: staticCfg(svc)})
 			if err != nil {
@@ -85,6 +88,20 @@ func TestGRPCUpstreams(t *testing.T) {
 					t.Errorf("headers %v", resp.Header)
 				}
 			}
+			// A target ending in a bare '?' keeps it upstream, as Kong's runloop does for every
+			// protocol (kong/runloop/handler.lua).
+			req, _ := http.NewRequest("POST", front.URL+"/pkg.Echo/Say?", bytes.NewReader([]byte("\x00\x00\x00\x00\x01x")))
+			req.Header.Set("Content-Type", "application/grpc")
+			req.Header.Set("Te", "trailers")
+			resp, err := client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if got := resp.Header.Get("X-Uri"); got != "/pkg.Echo/Say?" {
+				t.Errorf("upstream :path %q, want %q", got, "/pkg.Echo/Say?")
+			}
 		})
 	}
 	t.Run("unreachable", func(t *testing.T) {
@@ -93,7 +110,7 @@ func TestGRPCUpstreams(t *testing.T) {
 		if err := svc.Prepare(); err != nil {
 			t.Fatal(err)
 		}
-		env := newEnv(t, netHTTP, staticCfg(svc), TransportOptions{})
+		env := newEnv(t, netHTTP, staticCfg(svc), h1client.Options{})
 		resp, body := get(t, env.url+"/x")
 		if resp.StatusCode != 502 {
 			t.Errorf("status %d %s", resp.StatusCode, body)

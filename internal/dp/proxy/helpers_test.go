@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -14,6 +15,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/gantry-gw/gantry/internal/dp/h1client"
 )
 
 // rawUpstream is a loopback TCP server whose connections are handled by
@@ -68,7 +71,7 @@ func fixedResponder(resp string) func(c net.Conn, br *bufio.Reader) {
 			if err != nil {
 				return
 			}
-			io.Copy(io.Discard, req.Body)
+			_, _ = io.Copy(io.Discard, req.Body)
 			if _, err := io.WriteString(c, resp); err != nil {
 				return
 			}
@@ -92,7 +95,7 @@ func serviceFor(t testing.TB, addr string) *Service {
 
 type testEnv struct {
 	p      *Proxy
-	tr     *Transport
+	tr     *h1client.Transport
 	url    string       // http://addr
 	addr   string       // the proxy's listener address
 	client *http.Client // keep-alive client for the server
@@ -117,14 +120,14 @@ func bothServers(t *testing.T, fn func(t *testing.T, sk serverKind)) {
 }
 
 // newEnv starts the proxy behind a real server of kind sk on loopback.
-func newEnv(t testing.TB, sk serverKind, cfg *Config, topts TransportOptions) *testEnv {
+func newEnv(t testing.TB, sk serverKind, cfg *Config, topts h1client.Options) *testEnv {
 	return newEnvOpts(t, sk, Options{Config: cfg}, topts)
 }
 
 // newEnvOpts is newEnv with proxy options (Transport is filled in).
-func newEnvOpts(t testing.TB, sk serverKind, opts Options, topts TransportOptions) *testEnv {
+func newEnvOpts(t testing.TB, sk serverKind, opts Options, topts h1client.Options) *testEnv {
 	t.Helper()
-	tr, err := NewTransport(topts)
+	tr, err := h1client.New(topts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,7 +160,7 @@ func newEnvOpts(t testing.TB, sk serverKind, opts Options, topts TransportOption
 			if err := p.Shutdown(ctx); err != nil {
 				t.Errorf("shutdown: %v", err)
 			}
-			if err := <-done; err != http.ErrServerClosed {
+			if err := <-done; !errors.Is(err, http.ErrServerClosed) {
 				t.Errorf("Serve returned %v, want http.ErrServerClosed", err)
 			}
 			tr.Close()
@@ -224,10 +227,27 @@ func newCapture(t testing.TB) *captureUpstream {
 		w.Header().Set("X-Drop-Me", "1")
 		w.Header().Set("Connection", "X-Drop-Me")
 		w.Header().Set("X-Up", "yes")
-		w.Write(bytes.Repeat([]byte("a"), 10))
+		_, _ = w.Write(bytes.Repeat([]byte("a"), 10))
 	}))
 	t.Cleanup(cu.Close)
 	return cu
 }
 
 func (cu *captureUpstream) addr() string { return cu.Listener.Addr().String() }
+
+// refusedAddr returns an address where nothing listens, so a dial is
+// refused. It is on 127.0.0.2, where no listener of these tests is: a port
+// freed on 127.0.0.1 may be handed to the next test listener (the proxy
+// itself), and a "refused" upstream would then be the proxy, looping.
+func refusedAddr(tb testing.TB) string {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.2:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	if err := ln.Close(); err != nil {
+		tb.Fatal(err)
+	}
+	return addr
+}

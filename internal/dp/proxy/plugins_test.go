@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gantry-gw/gantry/internal/dp/h1client"
 	"github.com/gantry-gw/gantry/internal/dp/plugin"
 )
 
@@ -155,7 +156,7 @@ func testPluginPhases(t *testing.T, sk serverKind) {
 		upPath.Store(r.URL.Path)
 		upHeader.Store(r.Header.Get("X-Access-A") + r.Header.Get("X-Access-B"))
 		w.Header().Set("X-Up", "yes")
-		io.WriteString(w, "aaaaaaaaaa")
+		_, _ = io.WriteString(w, "aaaaaaaaaa")
 	}))
 	t.Cleanup(up.Close)
 	svc := serviceFor(t, up.Listener.Addr().String())
@@ -235,7 +236,7 @@ func testPluginPhases(t *testing.T, sk serverKind) {
 			if tt.g != nil {
 				cfg.Global = set
 			}
-			env := newEnv(t, sk, cfg, TransportOptions{})
+			env := newEnv(t, sk, cfg, h1client.Options{})
 			before := upCalls.Load()
 			resp, err := http.Get(env.url + "/p")
 			if err != nil {
@@ -308,7 +309,7 @@ func TestPluginAccessError(t *testing.T) { bothServers(t, testPluginAccessError)
 
 func testPluginAccessError(t *testing.T, sk serverKind) {
 	reg := plugin.NewRegistry()
-	reg.Add(plugin.Registration{Name: "fail", Priority: 1, New: func(json.RawMessage, plugin.Env) (plugin.Instance, error) {
+	_ = reg.Add(plugin.Registration{Name: "fail", Priority: 1, New: func(json.RawMessage, plugin.Env) (plugin.Instance, error) {
 		return failPlugin{}, nil
 	}})
 	env, _ := plugin.NewMemEnv(plugin.MemEnvOptions{})
@@ -322,7 +323,7 @@ func testPluginAccessError(t *testing.T, sk serverKind) {
 	svc := serviceFor(t, up.addr())
 	env2 := newEnv(t, sk, &Config{Resolver: resolverFunc(func(r *http.Request, m *Match) {
 		m.Service, m.Plugins = svc, set.Route("r1")
-	})}, TransportOptions{})
+	})}, h1client.Options{})
 	resp, body := get(t, env2.url+"/")
 	if resp.StatusCode != 500 || !strings.Contains(string(body), MsgUnexpected) {
 		t.Errorf("got %d %q", resp.StatusCode, body)

@@ -13,8 +13,11 @@ import (
 	"net/netip"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/gantry-gw/gantry/internal/dp/h1client"
 )
 
 func TestUpstreamRequestHeaders(t *testing.T) { bothServers(t, testUpstreamRequestHeaders) }
@@ -74,7 +77,7 @@ func testUpstreamRequestHeaders(t *testing.T, sk serverKind) {
 		t.Run(tt.name, func(t *testing.T) {
 			m := tt.match
 			cfg := &Config{Resolver: resolverFunc(func(r *http.Request, out *Match) { *out = m; out.Service = svc }), TrustedIPs: tt.trusted}
-			env := newEnv(t, sk, cfg, TransportOptions{})
+			env := newEnv(t, sk, cfg, h1client.Options{})
 			resp, _ := get(t, env.url+"/a/b?q=1", tt.hdr...)
 			if resp.StatusCode != 200 {
 				t.Fatalf("status %d", resp.StatusCode)
@@ -113,7 +116,7 @@ func testResponseHeaders(t *testing.T, sk serverKind) {
 		t.Run(fmt.Sprint("kong=", kong), func(t *testing.T) {
 			cfg := staticCfg(svc)
 			cfg.KongHeaders = kong
-			env := newEnv(t, sk, cfg, TransportOptions{})
+			env := newEnv(t, sk, cfg, h1client.Options{})
 			resp, body := get(t, env.url+"/")
 			if string(body) != "aaaaaaaaaa" {
 				t.Fatalf("body %q", body)
@@ -154,23 +157,23 @@ func testBodiesStreamBothWays(t *testing.T, sk serverKind) {
 			sum := fmt.Sprintf("%x", h.Sum(nil))
 			size := req.URL.Query().Get("size")
 			var sz int
-			fmt.Sscan(size, &sz)
+			_, _ = fmt.Sscan(size, &sz)
 			bw := bufio.NewWriter(c)
-			fmt.Fprintf(bw, "HTTP/1.1 200 OK\r\nX-Got: %d\r\nX-Sum: %s\r\nX-Te: %s\r\n", n, sum, strings.Join(req.TransferEncoding, ","))
+			_, _ = fmt.Fprintf(bw, "HTTP/1.1 200 OK\r\nX-Got: %d\r\nX-Sum: %s\r\nX-Te: %s\r\n", n, sum, strings.Join(req.TransferEncoding, ","))
 			pat := bytes.Repeat([]byte("0123456789abcdef"), 4096)
 			if req.URL.Query().Get("chunked") == "1" {
 				bw.WriteString("Transfer-Encoding: chunked\r\n\r\n")
 				all := bytes.Repeat(pat, sz/len(pat)+1)[:sz]
 				for len(all) > 0 {
 					k := min(len(all), 7777)
-					fmt.Fprintf(bw, "%x;ext=1\r\n", k)
+					_, _ = fmt.Fprintf(bw, "%x;ext=1\r\n", k)
 					bw.Write(all[:k])
 					bw.WriteString("\r\n")
 					all = all[k:]
 				}
 				bw.WriteString("0\r\nX-Trailer: t\r\n\r\n")
 			} else {
-				fmt.Fprintf(bw, "Content-Length: %d\r\n\r\n", sz)
+				_, _ = fmt.Fprintf(bw, "Content-Length: %d\r\n\r\n", sz)
 				for left := sz; left > 0; {
 					k := min(left, len(pat))
 					bw.Write(pat[:k])
@@ -182,7 +185,7 @@ func testBodiesStreamBothWays(t *testing.T, sk serverKind) {
 			}
 		}
 	})
-	env := newEnv(t, sk, staticCfg(serviceFor(t, up.addr())), TransportOptions{})
+	env := newEnv(t, sk, staticCfg(serviceFor(t, up.addr())), h1client.Options{})
 	tests := []struct {
 		name    string
 		reqSize int
@@ -258,7 +261,7 @@ func testKeepAliveAndConnectionRules(t *testing.T, sk serverKind) {
 					if err != nil {
 						return
 					}
-					io.Copy(io.Discard, req.Body)
+					_, _ = io.Copy(io.Discard, req.Body)
 					if _, err := io.WriteString(c, tt.resp); err != nil {
 						return
 					}
@@ -267,7 +270,7 @@ func testKeepAliveAndConnectionRules(t *testing.T, sk serverKind) {
 					}
 				}
 			})
-			env := newEnv(t, sk, staticCfg(serviceFor(t, up.addr())), TransportOptions{})
+			env := newEnv(t, sk, staticCfg(serviceFor(t, up.addr())), h1client.Options{})
 			for i := 0; i < 5; i++ {
 				req, _ := http.NewRequest(tt.method, env.url+"/", nil)
 				resp, body := do(t, env.client, req)
@@ -292,9 +295,9 @@ func testUntilCloseBody(t *testing.T, sk serverKind) {
 		if _, err := readHead(br); err != nil {
 			return
 		}
-		io.WriteString(c, "HTTP/1.1 200 OK\r\n\r\nstreamed until close")
+		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\n\r\nstreamed until close")
 	})
-	env := newEnv(t, sk, staticCfg(serviceFor(t, up.addr())), TransportOptions{})
+	env := newEnv(t, sk, staticCfg(serviceFor(t, up.addr())), h1client.Options{})
 	for i := 0; i < 2; i++ {
 		resp, body := get(t, env.url+"/")
 		if resp.StatusCode != 200 || string(body) != "streamed until close" {
@@ -316,10 +319,10 @@ func testStaleConnectionRetry(t *testing.T, sk serverKind) {
 		if err != nil {
 			return
 		}
-		io.Copy(io.Discard, req.Body)
-		io.WriteString(c, okResp)
+		_, _ = io.Copy(io.Discard, req.Body)
+		_, _ = io.WriteString(c, okResp)
 	})
-	env := newEnv(t, sk, staticCfg(serviceFor(t, up.addr())), TransportOptions{})
+	env := newEnv(t, sk, staticCfg(serviceFor(t, up.addr())), h1client.Options{})
 	for i, method := range []string{"GET", "GET", "POST", "DELETE"} {
 		var body io.Reader
 		if method == "POST" {
@@ -342,18 +345,16 @@ func TestUpstreamFailures(t *testing.T) { bothServers(t, testUpstreamFailures) }
 
 func testUpstreamFailures(t *testing.T, sk serverKind) {
 	slow := newRawUpstream(t, func(c net.Conn, br *bufio.Reader) {
-		readHead(br)
+		_, _ = readHead(br)
 		time.Sleep(300 * time.Millisecond)
-		io.WriteString(c, okResp)
+		_, _ = io.WriteString(c, okResp)
 	})
 	garbage := newRawUpstream(t, func(c net.Conn, br *bufio.Reader) {
-		readHead(br)
-		io.WriteString(c, "SMTP ready\r\n\r\n")
+		_, _ = readHead(br)
+		_, _ = io.WriteString(c, "SMTP ready\r\n\r\n")
 	})
-	closed := newRawUpstream(t, func(c net.Conn, br *bufio.Reader) { readHead(br) })
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	refusedAddr := ln.Addr().String()
-	ln.Close()
+	closed := newRawUpstream(t, func(c net.Conn, br *bufio.Reader) { _, _ = readHead(br) })
+	refusedAddr := refusedAddr(t)
 
 	dialBlock := func(ctx context.Context, _, _ string) (net.Conn, error) {
 		<-ctx.Done()
@@ -362,9 +363,9 @@ func testUpstreamFailures(t *testing.T, sk serverKind) {
 	dialDNS := func(context.Context, string, string) (net.Conn, error) {
 		return nil, &net.OpError{Op: "dial", Err: &net.DNSError{Err: "no such host", Name: "x.invalid", IsNotFound: true}}
 	}
-	var dials int
+	var dials atomic.Int32
 	dialCount := func(ctx context.Context, n, a string) (net.Conn, error) {
-		dials++
+		dials.Add(1)
 		var d net.Dialer
 		return d.DialContext(ctx, n, a)
 	}
@@ -391,19 +392,19 @@ func testUpstreamFailures(t *testing.T, sk serverKind) {
 			svc.ReadTimeout = 50 * time.Millisecond
 			svc.ConnectTimeout = 50 * time.Millisecond
 			svc.Balancer = tt.bal
-			dials = 0
-			env := newEnv(t, sk, staticCfg(svc), TransportOptions{Dial: tt.dial})
+			dials.Store(0)
+			env := newEnv(t, sk, staticCfg(svc), h1client.Options{Dial: tt.dial})
 			resp, body := get(t, env.url+"/")
 			id := resp.Header.Get("X-Gantry-Request-Id")
-			want := fmt.Sprintf("{\n  \"message\":\"%s\",\n  \"request_id\":\"%s\"\n}", tt.msg, id)
+			want := fmt.Sprintf("{\n  \"message\":%q,\n  \"request_id\":%q\n}", tt.msg, id)
 			if resp.StatusCode != tt.status || string(body) != want || id == "" {
 				t.Errorf("got %d %q, want %d %q", resp.StatusCode, body, tt.status, want)
 			}
 			if ct := resp.Header.Get("Content-Type"); ct != "application/json; charset=utf-8" {
 				t.Errorf("Content-Type %q", ct)
 			}
-			if tt.dials > 0 && dials != tt.dials {
-				t.Errorf("dials = %d, want %d (1 + retries)", dials, tt.dials)
+			if n := int(dials.Load()); tt.dials > 0 && n != tt.dials {
+				t.Errorf("dials = %d, want %d (1 + retries)", n, tt.dials)
 			}
 		})
 	}
@@ -420,7 +421,7 @@ func (b staticBalancer) Report(string, error)                    {}
 func TestNoRouteAndNegotiation(t *testing.T) { bothServers(t, testNoRouteAndNegotiation) }
 
 func testNoRouteAndNegotiation(t *testing.T, sk serverKind) {
-	env := newEnv(t, sk, &Config{Resolver: resolverFunc(func(*http.Request, *Match) {})}, TransportOptions{})
+	env := newEnv(t, sk, &Config{Resolver: resolverFunc(func(*http.Request, *Match) {})}, h1client.Options{})
 	tests := []struct {
 		accept, ctype string
 		wantCT        string
@@ -463,30 +464,30 @@ func testWebSocketTunnel(t *testing.T, sk serverKind) {
 			return
 		}
 		if req.Header.Get("Upgrade") != "websocket" || !strings.Contains(req.Header.Get("Connection"), "Upgrade") {
-			io.WriteString(c, "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+			_, _ = io.WriteString(c, "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
 			return
 		}
-		io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: abc\r\n\r\n")
+		_, _ = io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: abc\r\n\r\n")
 		// Echo frames (opaque bytes here) back, upper-cased.
 		buf := make([]byte, 1024)
 		for {
 			n, err := br.Read(buf)
 			if n > 0 {
-				c.Write(bytes.ToUpper(buf[:n]))
+				_, _ = c.Write(bytes.ToUpper(buf[:n]))
 			}
 			if err != nil {
 				return
 			}
 		}
 	})
-	env := newEnv(t, sk, staticCfg(serviceFor(t, up.addr())), TransportOptions{})
+	env := newEnv(t, sk, staticCfg(serviceFor(t, up.addr())), h1client.Options{})
 	c, err := net.Dial("tcp", env.addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(5 * time.Second))
-	io.WriteString(c, "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: k\r\nSec-WebSocket-Version: 13\r\n\r\nhello")
+	_, _ = io.WriteString(c, "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: k\r\nSec-WebSocket-Version: 13\r\n\r\nhello")
 	br := bufio.NewReader(c)
 	resp, err := http.ReadResponse(br, nil)
 	if err != nil {
@@ -499,7 +500,7 @@ func testWebSocketTunnel(t *testing.T, sk serverKind) {
 	if _, err := io.ReadFull(br, got); err != nil || string(got) != "HELLO" {
 		t.Fatalf("early bytes: %q %v", got, err)
 	}
-	io.WriteString(c, "again")
+	_, _ = io.WriteString(c, "again")
 	if _, err := io.ReadFull(br, got); err != nil || string(got) != "AGAIN" {
 		t.Fatalf("echo: %q %v", got, err)
 	}
@@ -510,7 +511,7 @@ func TestConfigSwap(t *testing.T) { bothServers(t, testConfigSwap) }
 func testConfigSwap(t *testing.T, sk serverKind) {
 	a := newRawUpstream(t, fixedResponder("HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\na"))
 	b := newRawUpstream(t, fixedResponder("HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nb"))
-	env := newEnv(t, sk, nil, TransportOptions{})
+	env := newEnv(t, sk, nil, h1client.Options{})
 	if resp, _ := get(t, env.url+"/"); resp.StatusCode != 404 {
 		t.Fatalf("no config: status %d, want 404", resp.StatusCode)
 	}
@@ -532,7 +533,7 @@ func TestOptionChecks(t *testing.T) {
 	if _, err := New(Options{}); err == nil {
 		t.Error("New without Transport succeeded")
 	}
-	if _, err := NewTransport(TransportOptions{MaxIdlePerHost: -1}); err == nil {
+	if _, err := h1client.New(h1client.Options{MaxIdlePerHost: -1}); err == nil {
 		t.Error("negative MaxIdlePerHost accepted")
 	}
 	for _, s := range []Service{{Port: 80}, {Host: "h", Port: 0}, {Host: "h", Port: 80, Protocol: "tcp"}, {Host: "h", Port: 80, Retries: -1}} {
@@ -553,7 +554,7 @@ func TestIdleExpiry(t *testing.T) { bothServers(t, testIdleExpiry) }
 
 func testIdleExpiry(t *testing.T, sk serverKind) {
 	up := newRawUpstream(t, fixedResponder(okResp))
-	env := newEnv(t, sk, staticCfg(serviceFor(t, up.addr())), TransportOptions{IdleTimeout: 30 * time.Millisecond, MaxIdlePerHost: 1})
+	env := newEnv(t, sk, staticCfg(serviceFor(t, up.addr())), h1client.Options{IdleTimeout: 30 * time.Millisecond, MaxIdlePerHost: 1})
 	get(t, env.url+"/")
 	if n := env.tr.IdleConns(up.addr()); n != 1 {
 		t.Fatalf("idle = %d, want 1", n)

@@ -5,6 +5,8 @@ import (
 	"net"
 	"net/http"
 	"testing"
+
+	"github.com/gantry-gw/gantry/internal/dp/h1client"
 )
 
 // rejectingResolver matches every request but refuses its protocol, as the
@@ -16,7 +18,7 @@ func (rr rejectingResolver) Resolve(_ *http.Request, m *Match) {
 	m.Reject = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Upgrade", "TLS/1.2, HTTP/1.1")
 		w.WriteHeader(http.StatusUpgradeRequired)
-		w.Write([]byte(`{"message":"Please use HTTPS protocol"}`))
+		_, _ = w.Write([]byte(`{"message":"Please use HTTPS protocol"}`))
 	})
 }
 
@@ -24,10 +26,10 @@ func TestMatchRejectAnswersWithoutUpstream(t *testing.T) { bothServers(t, testMa
 
 func testMatchReject(t *testing.T, sk serverKind) {
 	up := newRawUpstream(t, func(c net.Conn, br *bufio.Reader) {
-		readHead(br)
-		c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
+		_, _ = readHead(br)
+		_, _ = c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
 	})
-	env := newEnv(t, sk, &Config{Resolver: rejectingResolver{svc: serviceFor(t, up.addr())}}, TransportOptions{})
+	env := newEnv(t, sk, &Config{Resolver: rejectingResolver{svc: serviceFor(t, up.addr())}}, h1client.Options{})
 	resp, body := get(t, env.url+"/x")
 	if resp.StatusCode != http.StatusUpgradeRequired || resp.Header.Get("Upgrade") == "" || string(body) != `{"message":"Please use HTTPS protocol"}` {
 		t.Fatalf("got %d %v %s, want the Reject handler's 426", resp.StatusCode, resp.Header, body)

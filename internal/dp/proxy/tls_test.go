@@ -16,6 +16,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/gantry-gw/gantry/internal/dp/h1client"
 )
 
 // testCA is a certificate authority for tests.
@@ -102,7 +104,7 @@ func TestHTTPSUpstream(t *testing.T) {
 			}
 			w.Header().Set("X-Client-Cn", cn)
 			w.Header().Set("X-Sni", r.TLS.ServerName)
-			io.WriteString(w, "secure")
+			_, _ = io.WriteString(w, "secure")
 		}))
 		up.TLS = &tls.Config{Certificates: []tls.Certificate{*cert}}
 		if requireClient {
@@ -151,7 +153,7 @@ func TestHTTPSUpstream(t *testing.T) {
 			if err := svc.Prepare(); err != nil {
 				t.Fatal(err)
 			}
-			env := newEnv(t, ownLoop, staticCfg(&svc), TransportOptions{})
+			env := newEnv(t, ownLoop, staticCfg(&svc), h1client.Options{})
 			for i := 0; i < 3; i++ {
 				resp, body := get(t, env.url+"/")
 				if resp.StatusCode != tt.status {

@@ -6,6 +6,8 @@ import (
 	"net"
 	"net/http"
 	"time"
+
+	"github.com/gantry-gw/gantry/internal/dp/h1client"
 )
 
 // tunnel completes a WebSocket upgrade the upstream accepted (101): it
@@ -13,9 +15,11 @@ import (
 // both ways until either side closes. The upstream read_timeout bounds how
 // long the tunnel may stay silent from the upstream side, as nginx's
 // proxy_read_timeout does for upgraded connections.
-func (p *Proxy) tunnel(w http.ResponseWriter, r *http.Request, c *upConn, st *reqState, cfg *Config, svc *Service, names *headerNames, start, upStart, headAt time.Time) {
-	defer c.close()
-	p.writeResponseHead(w, st, cfg, names, start, upStart, headAt)
+func (p *Proxy) tunnel(w http.ResponseWriter, r *http.Request, c *h1client.Conn, st *reqState, svc *Service) {
+	up, early := c.Hijack()
+	defer func() { _ = up.Close() }()
+	st.status = http.StatusSwitchingProtocols
+	p.writeResponseHead(w, st)
 	if st.chain != nil {
 		// The status stays 101: the upstream already switched protocols.
 		p.headerFilter(w, st, http.StatusSwitchingProtocols)
@@ -24,22 +28,18 @@ func (p *Proxy) tunnel(w http.ResponseWriter, r *http.Request, c *upConn, st *re
 	nc, brw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
 		p.log.Debug("hijack", "err", err)
-		p.writeError(w, r, st, names, start, http.StatusInternalServerError, MsgUnexpected, st.fi.reqID)
+		p.writeError(w, r, st, http.StatusInternalServerError, MsgUnexpected)
 		return
 	}
-	defer nc.Close()
-	nc.SetDeadline(time.Time{})
+	defer func() { _ = nc.Close() }()
+	_ = nc.SetDeadline(time.Time{})
 
 	bw := brw.Writer
 	bw.WriteString("HTTP/1.1 101 Switching Protocols\r\n")
-	w.Header().Write(bw)
+	_ = w.Header().Write(bw) // Errors surface on Flush.
 	bw.WriteString("Connection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
 	// Bytes the upstream sent right after its 101 belong to the tunnel.
-	if n := c.br.Buffered(); n > 0 {
-		b, _ := c.br.Peek(n)
-		bw.Write(b)
-		c.br.Discard(n)
-	}
+	bw.Write(early)
 	if err := bw.Flush(); err != nil {
 		return
 	}
@@ -50,18 +50,18 @@ func (p *Proxy) tunnel(w http.ResponseWriter, r *http.Request, c *upConn, st *re
 		// Client to upstream, including bytes the server already buffered.
 		var src io.Reader = nc
 		if n := brw.Reader.Buffered(); n > 0 {
-			b, _ := brw.Reader.Peek(n)
+			b, _ := brw.Peek(n)
 			src = io.MultiReader(bytesReader(b), nc)
 		}
-		copyConn(c.nc, src, 0)
+		copyConn(up, src, 0)
 		// Half-close so the upstream sees the client's end of stream.
-		if cw, ok := c.nc.(interface{ CloseWrite() error }); ok {
-			cw.CloseWrite()
+		if cw, ok := up.(interface{ CloseWrite() error }); ok {
+			_ = cw.CloseWrite()
 		}
 	}()
-	copyConn(nc, c.nc, svc.ReadTimeout)
-	nc.Close()
-	c.close()
+	copyConn(nc, up, svc.ReadTimeout)
+	_ = nc.Close()
+	_ = up.Close()
 	<-done
 }
 
@@ -74,7 +74,7 @@ func copyConn(dst io.Writer, src io.Reader, idle time.Duration) {
 	sc, _ := src.(net.Conn)
 	for {
 		if sc != nil && idle > 0 {
-			sc.SetReadDeadline(time.Now().Add(idle))
+			_ = sc.SetReadDeadline(time.Now().Add(idle))
 		}
 		n, err := src.Read(buf)
 		if n > 0 {

@@ -20,7 +20,10 @@
 //     no-op, with its 32-character hash (or 32 zeros) as payload, and
 //     never answers the CP's pings;
 //   - it drops a link on which no frame arrived for PingWait (45 s);
-//   - in Konnect mode, a failed apply is reported with an error frame.
+//   - in Konnect mode, a failed apply is reported with an error frame;
+//   - with [VersionValidator] as Options.Validate, it refuses what the
+//     declarative parser of its Kong version refuses: fields, values and
+//     entity types that version does not have yet.
 //
 // It does not reconnect: Run serves one link, and tests call it again.
 package kongpeer
@@ -53,6 +56,9 @@ const (
 	DefaultVersion = "3.10.0"
 	// ioTimeout is Kong's CLUSTERING_TIMEOUT for connect and each write.
 	ioTimeout = 5 * time.Second
+	// closeWait bounds how long Close waits for the CP to answer its close
+	// frame before dropping the socket.
+	closeWait = time.Second
 )
 
 // Options configure a [Peer]. Address, RootCAs, Certificate and NodeID
@@ -305,14 +311,14 @@ func (p *Peer) Connect(ctx context.Context) error {
 	}
 	br, err := p.handshake(ctx, conn)
 	if err != nil {
-		conn.Close()
+		_ = conn.Close()
 		return err
 	}
 
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
-		conn.Close()
+		_ = conn.Close()
 		return ErrPeerClosed
 	}
 	p.conn, p.br = conn, br
@@ -340,8 +346,10 @@ func (p *Peer) handshake(ctx context.Context, conn net.Conn) (*bufio.Reader, err
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
-	conn.SetDeadline(deadline)
-	defer conn.SetDeadline(time.Time{})
+	if err := conn.SetDeadline(deadline); err != nil {
+		return nil, fmt.Errorf("kongpeer: %w", err)
+	}
+	defer func() { _ = conn.SetDeadline(time.Time{}) }()
 
 	q := wire.NodeQuery{NodeID: p.opts.NodeID, Hostname: p.opts.Hostname, Version: p.opts.Version}.RawQuery()
 	if p.opts.OmitVersion {
@@ -389,7 +397,7 @@ func (p *Peer) Run(ctx context.Context) error {
 	defer close(running)
 
 	// Closing the connection is the only way to interrupt a blocked read.
-	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	stop := context.AfterFunc(ctx, func() { _ = conn.Close() })
 	defer stop()
 
 	errc := make(chan error, 3)
@@ -399,23 +407,25 @@ func (p *Peer) Run(ctx context.Context) error {
 	wg.Go(func() { errc <- p.applyLoop(ctx, conn) })
 
 	err := <-errc
-	if ctx.Err() != nil {
-		p.mu.Lock()
-		if p.closed {
-			err = ErrPeerClosed
-		} else if err == nil || errors.Is(err, net.ErrClosed) {
-			err = ctx.Err()
-		}
-		p.mu.Unlock()
+	// Close marks the peer closed before it sends its close frame, so a CP
+	// that answers that frame before Close cancels ctx still ends the link
+	// as ErrPeerClosed, not as closed by the CP.
+	p.mu.Lock()
+	switch {
+	case p.closed:
+		err = ErrPeerClosed
+	case ctx.Err() != nil && (err == nil || errors.Is(err, net.ErrClosed)):
+		err = ctx.Err()
 	}
+	p.mu.Unlock()
 	// Like lua-resty-websocket's close(), send an empty close frame
 	// before dropping the socket, unless the CP closed first (then it was
 	// already answered, or Close sent it).
 	if !errors.Is(err, ErrClosedByCP) && !errors.Is(err, ErrPeerClosed) {
-		p.write(conn, OpClose, nil)
+		_ = p.write(conn, OpClose, nil)
 	}
 	cancel()
-	conn.Close()
+	_ = conn.Close()
 	wg.Wait()
 
 	p.mu.Lock()
@@ -438,21 +448,32 @@ func (p *Peer) Close() error {
 	cancel, running, conn := p.cancel, p.running, p.conn
 	p.mu.Unlock()
 	if cancel != nil {
-		p.write(conn, OpClose, nil)
+		// RFC 6455 7.1.1: after its close frame the client waits for the
+		// server's before dropping the socket, so frames the CP is still
+		// writing (a pong to the last ping) do not hit a closed socket.
+		// A CP that never answers gets closeWait.
+		if p.write(conn, OpClose, nil) == nil {
+			t := time.NewTimer(closeWait)
+			select {
+			case <-running:
+			case <-t.C:
+			}
+			t.Stop()
+		}
 		cancel()
 		<-running
 		return nil
 	}
 	if conn != nil {
 		// Connected but never run.
-		p.write(conn, OpClose, nil)
+		_ = p.write(conn, OpClose, nil)
 		p.dropConn(conn)
 	}
 	return nil
 }
 
 func (p *Peer) dropConn(conn net.Conn) {
-	conn.Close()
+	_ = conn.Close()
 	p.mu.Lock()
 	if p.conn == conn {
 		p.conn, p.br = nil, nil
@@ -463,7 +484,7 @@ func (p *Peer) dropConn(conn net.Conn) {
 func (p *Peer) readLoop(ctx context.Context, conn net.Conn, br *bufio.Reader) error {
 	for {
 		// Every frame (pongs included) resets the silence timer.
-		conn.SetReadDeadline(time.Now().Add(p.opts.PingWait))
+		_ = conn.SetReadDeadline(time.Now().Add(p.opts.PingWait)) // fails only on a closed conn, as the read below does
 		f, err := wsframe.Read(br, p.opts.MaxPayload)
 		if err != nil {
 			var ne net.Error
@@ -484,8 +505,11 @@ func (p *Peer) readLoop(ctx context.Context, conn net.Conn, br *bufio.Reader) er
 			code, reason, _ := wsframe.ParseClose(f.Payload)
 			p.mu.Lock()
 			p.closeInfo = &CloseInfo{FromCP: true, Code: code, Reason: reason}
+			answered := p.closed // Close sent the peer's close frame already
 			p.mu.Unlock()
-			p.write(conn, OpClose, nil)
+			if !answered {
+				_ = p.write(conn, OpClose, nil) // the answer is best effort: the link ends either way
+			}
 			return fmt.Errorf("%w: code %d %q", ErrClosedByCP, code, reason)
 		case f.Op == OpPing, f.Op == OpPong:
 			// Kong's DP never answers pings; pongs only count as traffic.
@@ -666,7 +690,9 @@ func (p *Peer) write(conn net.Conn, op Opcode, payload []byte) error {
 	buf := wsframe.Append(make([]byte, 0, len(payload)+14), op, payload, mask)
 	p.writeMu.Lock()
 	defer p.writeMu.Unlock()
-	conn.SetWriteDeadline(time.Now().Add(ioTimeout))
+	if err := conn.SetWriteDeadline(time.Now().Add(ioTimeout)); err != nil {
+		return err
+	}
 	if _, err := conn.Write(buf); err != nil {
 		return err
 	}

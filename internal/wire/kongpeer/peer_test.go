@@ -114,7 +114,7 @@ func startCP(t *testing.T, pki *testPKI, pong bool) *testCP {
 		actions:  make(chan action, 16),
 		stop:     make(chan struct{}),
 	}
-	cp.srv = httptest.NewUnstartedServer(http.HandlerFunc(cp.serve(t, pong)))
+	cp.srv = httptest.NewUnstartedServer(cp.serve(t, pong))
 	cp.srv.TLS = &tls.Config{
 		Certificates: []tls.Certificate{pki.server},
 		ClientAuth:   tls.RequireAndVerifyClientCert,
@@ -470,7 +470,7 @@ func TestProtocolErrors(t *testing.T) {
 				t.Errorf("applied %+v after a bad frame", p.Applied())
 			}
 			// The peer tears the link down.
-			recv(t, cp.linkErr, "link end")
+			_ = recv(t, cp.linkErr, "link end")
 		})
 	}
 }

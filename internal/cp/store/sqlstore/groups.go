@@ -378,7 +378,10 @@ func (s *Store) DeleteGroup(ctx context.Context, orgID, id string) error {
 		if isDefault {
 			return fmt.Errorf("the default runtime group cannot be deleted: %w", store.ErrDefaultGroup)
 		}
-		_, err = tx.ExecContext(ctx, s.Rebind(`DELETE FROM runtime_groups WHERE id = ?`), id)
-		return err
+		if _, err = tx.ExecContext(ctx, s.Rebind(`DELETE FROM runtime_groups WHERE id = ?`), id); err != nil {
+			return err
+		}
+		// Other control plane processes orphan the group's instances when this commits.
+		return s.NotifyRevision(ctx, tx, id, GroupDeletedRevision)
 	})
 }

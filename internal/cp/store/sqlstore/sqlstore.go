@@ -38,6 +38,10 @@ type Store struct {
 	db      *sql.DB
 	dialect dialect
 	log     *slog.Logger
+	// dsn is the PostgreSQL URL, for connections of their own (ListenRevisions).
+	dsn string
+	// dirLock holds the SQLite data directory for this process; nil on PostgreSQL.
+	dirLock *dirLock
 }
 
 // Open connects, applies pending migrations and returns a ready store.
@@ -61,20 +65,33 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		}
 		d, dsn = sqliteDialect{}, sqliteDSN(filepath.Join(opts.DataDir, "gantry.db"))
 	}
+	var lock *dirLock
+	if d.name() == "sqlite" {
+		// SQLite serves one control plane process: a second one would not see the first one's
+		// changes reach its instances, nor share its jobs.
+		var err error
+		if lock, err = lockDataDir(opts.DataDir); err != nil {
+			return nil, err
+		}
+	}
 	db, err := sql.Open(d.driver(), dsn)
 	if err != nil {
+		lock.release()
 		return nil, fmt.Errorf("open %s database: %w", d.name(), err)
 	}
 	d.configure(db)
-	s := &Store{db: db, dialect: d, log: opts.Logger.With("component", "store", "dialect", d.name())}
+	s := &Store{db: db, dialect: d, log: opts.Logger.With("component", "store", "dialect", d.name()), dirLock: lock}
+	if d.name() == "postgres" {
+		s.dsn = dsn
+	}
 	pingCtx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	if err := db.PingContext(pingCtx); err != nil {
-		db.Close()
+		_ = s.Close()
 		return nil, fmt.Errorf("connect to %s database: %w", d.name(), err)
 	}
 	if err := s.migrate(ctx); err != nil {
-		db.Close()
+		_ = s.Close()
 		return nil, err
 	}
 	return s, nil
@@ -87,7 +104,11 @@ func (s *Store) DB() *sql.DB { return s.db }
 func (s *Store) Dialect() string { return s.dialect.name() }
 
 // Close implements store.Store.
-func (s *Store) Close() error { return s.db.Close() }
+func (s *Store) Close() error {
+	err := s.db.Close()
+	s.dirLock.release()
+	return err
+}
 
 // Rebind rewrites a query written with ? placeholders for the store's dialect.
 func (s *Store) Rebind(q string) string { return s.dialect.rebind(q) }
@@ -186,7 +207,7 @@ func (s *Store) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 		return s.mapErr(fmt.Errorf("begin transaction: %w", err))
 	}
 	if err := fn(tx); err != nil {
-		tx.Rollback()
+		_ = tx.Rollback() // fn's error is the one to report
 		return s.mapErr(err)
 	}
 	if err := tx.Commit(); err != nil {

@@ -77,7 +77,8 @@ func TestConcurrentBootstrapOnOnePostgres(t *testing.T) {
 		if errs[i] != nil {
 			t.Fatalf("process %d: %v", i, errs[i])
 		}
-		defer stores[i].Close()
+		s := stores[i]
+		t.Cleanup(func() { _ = s.Close() })
 		if results[i].Created {
 			created++
 		}
@@ -90,9 +91,15 @@ func TestConcurrentBootstrapOnOnePostgres(t *testing.T) {
 	}
 	var orgs, defaults, tokens int
 	db := stores[0].DB()
-	db.QueryRow(`SELECT COUNT(*) FROM organizations`).Scan(&orgs)
-	db.QueryRow(`SELECT COUNT(*) FROM runtime_groups WHERE is_default`).Scan(&defaults)
-	db.QueryRow(`SELECT COUNT(*) FROM tokens`).Scan(&tokens)
+	for q, n := range map[string]*int{
+		`SELECT COUNT(*) FROM organizations`:                   &orgs,
+		`SELECT COUNT(*) FROM runtime_groups WHERE is_default`: &defaults,
+		`SELECT COUNT(*) FROM tokens`:                          &tokens,
+	} {
+		if err := db.QueryRow(q).Scan(n); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
 	if orgs != 1 || defaults != 1 || tokens != 1 {
 		t.Fatalf("after concurrent start: %d organizations, %d default groups, %d tokens; want 1 each", orgs, defaults, tokens)
 	}
@@ -224,7 +231,9 @@ func TestGroups(t *testing.T) {
 				t.Fatalf("get deleted: %v", err)
 			}
 			var n int
-			s.DB().QueryRow(s.Rebind(`SELECT COUNT(*) FROM runtime_group_labels WHERE group_id = ?`), id).Scan(&n)
+			if err := s.DB().QueryRow(s.Rebind(`SELECT COUNT(*) FROM runtime_group_labels WHERE group_id = ?`), id).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
 			if n != 0 {
 				t.Fatalf("%d labels of the deleted group remain", n)
 			}

@@ -10,7 +10,7 @@ import (
 	"github.com/gantry-gw/gantry/internal/cp/store"
 )
 
-const tokenCols = `id, org_id, user_id, name, hash, hint, created_at, expires_at, revoked_at, last_used_at`
+const tokenCols = `id, org_id, user_id, name, hash, hint, created_at, expires_at, revoked_at, last_used_at` //nolint:gosec // column names, not a credential
 
 func scanToken(sc interface{ Scan(...any) error }) (store.Token, error) {
 	var t store.Token

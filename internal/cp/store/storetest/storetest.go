@@ -46,7 +46,7 @@ func NewPostgresDatabase(t testing.TB) string {
 	defer cancel()
 	name := "gantry_test_" + strings.ReplaceAll(uuid.NewString(), "-", "")[:16]
 	if _, err := db.ExecContext(ctx, "CREATE DATABASE "+name); err != nil {
-		db.Close()
+		_ = db.Close()
 		t.Fatalf("create test database on %s (is PostgreSQL running? .ci/run starts it): %v", admin, err)
 	}
 	t.Cleanup(func() {
@@ -55,7 +55,7 @@ func NewPostgresDatabase(t testing.TB) string {
 		if _, err := db.ExecContext(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
 			t.Logf("drop test database %s: %v", name, err)
 		}
-		db.Close()
+		_ = db.Close()
 	})
 	u, err := url.Parse(admin)
 	if err != nil {
@@ -73,7 +73,7 @@ func Open(t testing.TB, dialect string) *sqlstore.Store {
 	if err != nil {
 		t.Fatalf("open %s store: %v", dialect, err)
 	}
-	t.Cleanup(func() { s.Close() })
+	t.Cleanup(func() { _ = s.Close() })
 	return s
 }
 

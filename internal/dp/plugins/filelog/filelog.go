@@ -62,7 +62,7 @@ func New(raw json.RawMessage, env plugin.Env) (plugin.Instance, error) {
 }
 
 func open(path string) (*os.File, error) {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644) //nolint:gosec // 0644, as Kong's file-log creates it
 	if err != nil {
 		return nil, fmt.Errorf("file-log: %w", err)
 	}
@@ -82,7 +82,11 @@ func (fl *FileLog) Log(c *plugin.Ctx) {
 			fl.logger.Error("cannot open log file", "error", err)
 			return
 		}
-		defer f.Close()
+		defer func() {
+			if err := f.Close(); err != nil {
+				fl.logger.Error("cannot close log file", "error", err)
+			}
+		}()
 	}
 	if _, err := f.Write(line); err != nil {
 		fl.logger.Error("cannot write log file", "error", err)

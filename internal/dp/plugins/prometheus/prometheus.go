@@ -20,18 +20,21 @@
 // unless per_consumer is set, then the consumer's username, or its custom_id
 // when it has no username. source is "service" when the upstream produced
 // the response and "kong" otherwise (a plugin exit, a failed upstream).
+// code is the status sent downstream when it is in 100..599, else "other":
+// an upstream may answer any three digits (see package labels). Every label
+// thus comes from configuration or a finite set, never from the request.
 // Latencies are in milliseconds, with microsecond resolution.
 package prometheus
 
 import (
 	"encoding/json"
 	"fmt"
-	"strconv"
 	"sync/atomic"
 
 	prom "github.com/prometheus/client_golang/prometheus"
 
 	"github.com/gantry-gw/gantry/internal/dp/plugin"
+	"github.com/gantry-gw/gantry/internal/metrics/labels"
 )
 
 // Name and Priority are Kong's.
@@ -148,22 +151,6 @@ func New(raw json.RawMessage, env plugin.Env) (plugin.Instance, error) {
 	return p, nil
 }
 
-// statusCodes holds the decimal strings of status codes, so labelling a
-// request does not allocate.
-var statusCodes = func() (s [1000]string) {
-	for i := range s {
-		s[i] = strconv.Itoa(i)
-	}
-	return s
-}()
-
-func codeLabel(status int) string {
-	if status >= 0 && status < len(statusCodes) {
-		return statusCodes[status]
-	}
-	return strconv.Itoa(status)
-}
-
 // ms converts a duration to Kong's unit, milliseconds.
 func ms(d int64) float64 { return float64(d) / 1e6 }
 
@@ -198,7 +185,7 @@ func (p *Prometheus) Log(c *plugin.Ctx) {
 		if fromService {
 			source = "service"
 		}
-		m.requests.WithLabelValues(service, route, codeLabel(c.Log.Status), source, Workspace, consumer).Inc()
+		m.requests.WithLabelValues(service, route, labels.StatusCode(c.Log.Status), source, Workspace, consumer).Inc()
 	}
 	if p.cfg.LatencyMetrics {
 		m.requestLatency.WithLabelValues(service, route, Workspace).Observe(ms(int64(c.Log.RequestLatency)))

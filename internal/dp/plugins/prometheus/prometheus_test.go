@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	prom "github.com/prometheus/client_golang/prometheus"
+
 	"github.com/gantry-gw/gantry/internal/dp/health"
 	"github.com/gantry-gw/gantry/internal/dp/plugin"
 	_ "github.com/gantry-gw/gantry/internal/dp/plugins/keyauth"
@@ -243,6 +245,28 @@ func TestRuntimeSeries(t *testing.T) {
 	}
 	if strings.Contains(out, "gantry_data_plane_config_applied_timestamp_seconds") {
 		t.Error("applied timestamp served before any apply")
+	}
+}
+
+// TestRuntimeCollectors: extra collectors are served beside the runtime
+// series, and one whose series clash is refused.
+func TestRuntimeCollectors(t *testing.T) {
+	m := prometheus.NewMetrics()
+	extra := prom.NewCounterFunc(prom.CounterOpts{Name: "gantry_test_extra_total", Help: "extra"}, func() float64 { return 7 })
+	opts := prometheus.RuntimeOptions{Metrics: m, NodeID: "n1", Status: func() prometheus.RuntimeStatus { return prometheus.RuntimeStatus{} },
+		Collectors: []prom.Collector{extra}}
+	h, err := prometheus.NewHandler(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	if out := rec.Body.String(); !strings.Contains(out, "gantry_test_extra_total 7\n") || !strings.Contains(out, "kong_datastore_reachable 1\n") {
+		t.Fatalf("scrape:\n%s", out)
+	}
+	opts.Collectors = append(opts.Collectors, extra)
+	if _, err := prometheus.NewHandler(opts); err == nil {
+		t.Fatal("a collector registered twice was accepted")
 	}
 }
 

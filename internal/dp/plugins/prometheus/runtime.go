@@ -1,7 +1,9 @@
 package prometheus
 
 import (
+	"cmp"
 	"errors"
+	"fmt"
 	"math/big"
 	"net/http"
 	"strings"
@@ -26,6 +28,10 @@ type RuntimeStatus struct {
 	// LastApplied is when a configuration was last applied; zero when
 	// none was.
 	LastApplied time.Time
+	// CertExpiry is when the client certificate in use expires (it changes
+	// when the instance renews it); zero falls back to
+	// RuntimeOptions.ClusterCertExpiry.
+	CertExpiry time.Time
 }
 
 // RuntimeOptions configure [NewHandler].
@@ -45,6 +51,10 @@ type RuntimeOptions struct {
 	// ClusterCertExpiry is when the instance's client certificate expires;
 	// zero leaves kong_data_plane_cluster_cert_expiry_timestamp out.
 	ClusterCertExpiry time.Time
+	// Collectors are served too: other parts of the runtime with series of
+	// their own (the analytics outbox's gantry_analytics_*). Their names
+	// must not clash with the series above.
+	Collectors []prom.Collector
 }
 
 // NewHandler returns the runtime's /metrics handler: the per-request
@@ -82,6 +92,11 @@ func NewHandler(opts RuntimeOptions) (http.Handler, error) {
 	reg := prom.NewRegistry()
 	if err := reg.Register(&runtimeCollector{opts: opts}); err != nil {
 		return nil, err
+	}
+	for _, c := range opts.Collectors {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("prometheus: runtime collector: %w", err)
+		}
 	}
 	return promhttp.HandlerFor(prom.Gatherers{opts.Metrics.Registry, reg}, promhttp.HandlerOpts{}), nil
 }
@@ -126,8 +141,8 @@ func (rc *runtimeCollector) Collect(ch chan<- prom.Metric) {
 	ch <- prom.MustNewConstMetric(descNodeInfo, prom.GaugeValue, 1, o.NodeID, o.Version)
 	ch <- prom.MustNewConstMetric(descDatastore, prom.GaugeValue, 1)
 	ch <- prom.MustNewConstMetric(descConfigHash, prom.GaugeValue, HashValue(st.ConfigHash), o.NodeID, o.Hostname)
-	if !o.ClusterCertExpiry.IsZero() {
-		ch <- prom.MustNewConstMetric(descCertExpiry, prom.GaugeValue, float64(o.ClusterCertExpiry.Unix()))
+	if expiry := cmp.Or(st.CertExpiry, o.ClusterCertExpiry); !expiry.IsZero() {
+		ch <- prom.MustNewConstMetric(descCertExpiry, prom.GaugeValue, float64(expiry.Unix()))
 	}
 	connected := 0.0
 	if st.Connected {

@@ -29,7 +29,7 @@ func (u *counter) handler(ct string, status int) http.Handler {
 		n := u.n.Add(1)
 		w.Header().Set("Content-Type", ct)
 		w.WriteHeader(status)
-		fmt.Fprintf(w, "body %d", n)
+		_, _ = fmt.Fprintf(w, "body %d", n)
 	})
 }
 

@@ -24,15 +24,18 @@ type localKey struct {
 }
 
 type localShard struct {
-	mu        sync.Mutex // guards counts and lastSweep
-	counts    map[localKey]int64
+	mu sync.Mutex // guards counts and lastSweep
+	// counts hold pointers so a hit increments in place: assigning to an
+	// existing key would also replace the stored key with the lookup key,
+	// whose id may live in request-scoped memory that is rewritten later.
+	counts    map[localKey]*int64
 	lastSweep int64 // unix ms
 }
 
 func newLocalStore() *localStore {
 	s := &localStore{seed: maphash.MakeSeed()}
 	for i := range s.shards {
-		s.shards[i].counts = make(map[localKey]int64)
+		s.shards[i].counts = make(map[localKey]*int64)
 	}
 	return s
 }
@@ -55,7 +58,9 @@ func (s *localStore) check(_ context.Context, k keyParts, limits, starts [numPer
 			continue
 		}
 		lk.period, lk.start = p, starts[p]
-		usage[p] = sh.counts[lk]
+		if n := sh.counts[lk]; n != nil {
+			usage[p] = *n
+		}
 		if limits[p]-usage[p] <= 0 {
 			stop = p
 		}
@@ -68,15 +73,16 @@ func (s *localStore) check(_ context.Context, k keyParts, limits, starts [numPer
 			continue
 		}
 		lk.period, lk.start = p, starts[p]
-		if n, ok := sh.counts[lk]; ok {
-			sh.counts[lk] = n + 1
+		if n := sh.counts[lk]; n != nil {
+			*n++
 			continue
 		}
 		// The identifier may live in request-scoped memory; the map keeps
 		// its own copy.
 		nk := lk
 		nk.id = strings.Clone(lk.id)
-		sh.counts[nk] = 1
+		one := int64(1)
+		sh.counts[nk] = &one
 	}
 	return usage, stop, nil
 }

@@ -160,7 +160,7 @@ func (p *exprParser) operand() (operand, error) {
 	case p.i < len(p.s) && p.s[p.i] == '.':
 		p.i++
 		if op.key = p.ident(); op.key == "" {
-			return operand{}, fmt.Errorf("unsupported expression %q: expected a name after %s.", p.s, root)
+			return operand{}, fmt.Errorf("unsupported expression %q: expected a name after %s.", p.s, root) //nolint:revive,staticcheck // the dot is the syntax: "after headers."
 		}
 	case p.i < len(p.s) && p.s[p.i] == '[':
 		p.i++

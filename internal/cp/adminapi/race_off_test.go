@@ -1,0 +1,5 @@
+//go:build !race
+
+package adminapi
+
+const raceEnabled = false

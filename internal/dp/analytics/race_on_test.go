@@ -1,0 +1,6 @@
+//go:build race
+
+package analytics
+
+// raceEnabled: the race detector adds allocations, so budgets are skipped.
+const raceEnabled = true
