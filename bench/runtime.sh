@@ -35,7 +35,10 @@
 # Usage: bench/runtime.sh   (env: RUNS=3 DURATION=10 WARMUP=3 CONNS=50
 #                            TARGETS="direct nginx gantry nginx-plugins gantry-plugins"
 #                            RUNTIME_ENV="GOGC=200 GODEBUG=gctrace=1": extra
-#                            environment of the runtimes, for experiments)
+#                            environment of the runtimes, for experiments;
+#                            PROFILE=gantry: one more wrk run of that target
+#                            under perf, its top functions saved beside the
+#                            results)
 set -euo pipefail
 
 RUNS=${RUNS:-3}
@@ -318,6 +321,26 @@ for t in $TARGETS; do
 		fi
 	fi
 	measure "$t" "$url"
+	if [ "${PROFILE:-}" = "$t" ]; then
+		# Where the target's CPU goes: perf samples it under one more wrk run
+		# and the top functions (self time) go beside the results.
+		need perf || { echo "PROFILE needs perf (Debian's linux-perf)" >&2; exit 1; }
+		perf record -q -F 999 -g -p "${TPID[$t]}" -o "$WORK/perf.data" -- sleep "$DURATION" >/dev/null 2>&1 &
+		ppid=$!
+		timeout $((DURATION + 15)) taskset -c 0 wrk -t1 -c"$CONNS" -d"${DURATION}s" -H "apikey: $APIKEY" "$url" >/dev/null
+		wait $ppid || true
+		PROF=$RESULTS/runtime-$(date -u +%Y%m%dT%H%M%SZ)-$t.perf.txt
+		{
+			echo "== all samples (kernel and gantry), self time"
+			perf report -i "$WORK/perf.data" --no-children --stdio --sort symbol --percent-limit 0.5 -g none 2>/dev/null |
+				grep -v '^#' | grep -v '^$' | head -40
+			echo "== gantry's own code and the Go runtime (percent of all samples)"
+			perf report -i "$WORK/perf.data" --no-children --stdio --sort symbol --dsos gantry --percent-limit 0.3 -g none 2>/dev/null |
+				grep -v '^#' | grep -v '^$' | head -30
+		} >"$PROF"
+		echo "CPU profile of $t (self time, top functions): $PROF" >&2
+		head -13 "$PROF" >&2
+	fi
 	if [ -n "${TPID[$t]}" ]; then kill "${TPID[$t]}" 2>/dev/null || true; wait "${TPID[$t]}" 2>/dev/null || true; fi
 done
 
