@@ -237,9 +237,20 @@ func (a *API) readyz(w http.ResponseWriter, r *http.Request) {
 
 // Principal is who an authenticated request acts for.
 type Principal struct {
-	OrgID   string
-	UserID  string
+	OrgID string
+	// UserID is the acting user's or system account's id (both live in the users table).
+	UserID string
+	// Kind is store.KindUser or store.KindSystemAccount.
+	Kind string
+	// Name is the user's email, or the system account's name, as the audit log shows it.
+	Name string
+	// Method is how the request authenticated: store.AuthSession, store.AuthPersonalToken or
+	// store.AuthSystemToken.
+	Method string
+	// TokenID is the token's id for token authentication, "" for sessions.
 	TokenID string
+	// SessionID is the session's id (the hash of its cookie) for session authentication.
+	SessionID string
 }
 
 type principalKey struct{}
