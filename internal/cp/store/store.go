@@ -107,6 +107,10 @@ type GroupQuery struct {
 	// broken by id so pages are stable.
 	Sort string
 	Desc bool
+	// Restricted limits the listing to the groups whose ids are in IDs (none when IDs is
+	// empty): the groups a caller without a role on every group may see.
+	Restricted bool
+	IDs        []string
 	// PageSize is at least 1; PageNumber starts at 1.
 	PageSize   int
 	PageNumber int
@@ -133,6 +137,8 @@ type BootstrapResult struct {
 // Store is the control plane's database. Every method is safe for concurrent use; methods that
 // write do so in one transaction, so a failed call leaves nothing half-written.
 type Store interface {
+	Roles
+
 	// Bootstrap creates the first organization, its administrator, the administrator's token and
 	// the default group of p.Region, exactly once even when several processes call it at the same
 	// moment on one database. Later calls return the existing organization with Created false, and

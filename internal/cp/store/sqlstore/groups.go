@@ -271,6 +271,16 @@ func (s *Store) ListGroups(ctx context.Context, q store.GroupQuery) ([]store.Run
 			return nil, 0, fmt.Errorf("unknown filter operator %q", f.Op)
 		}
 	}
+	if q.Restricted {
+		if len(q.IDs) == 0 {
+			where = append(where, "1 = 0")
+		} else {
+			where = append(where, "id IN (?"+strings.Repeat(", ?", len(q.IDs)-1)+")")
+			for _, id := range q.IDs {
+				args = append(args, id)
+			}
+		}
+	}
 	keys := make([]string, 0, len(q.Labels))
 	for k := range q.Labels {
 		keys = append(keys, k)
@@ -380,6 +390,10 @@ func (s *Store) DeleteGroup(ctx context.Context, orgID, id string) error {
 		}
 		if _, err = tx.ExecContext(ctx, s.Rebind(`DELETE FROM runtime_groups WHERE id = ?`), id); err != nil {
 			return err
+		}
+		// Role assignments name groups by id without a foreign key (their entity id may be "*").
+		if _, err = tx.ExecContext(ctx, s.Rebind(`DELETE FROM role_assignments WHERE org_id = ? AND entity_id = ?`), orgID, id); err != nil {
+			return fmt.Errorf("remove the group's role assignments: %w", err)
 		}
 		// Other control plane processes orphan the group's instances when this commits.
 		return s.NotifyRevision(ctx, tx, id, GroupDeletedRevision)

@@ -1,0 +1,148 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/gantry-gw/gantry/internal/cp/store"
+)
+
+// MaxRoleAssignments bounds the direct assignments of one subject, so that the grants the policy
+// loads per identity, and the group filter built from them, stay small.
+const MaxRoleAssignments = 500
+
+const roleCols = `id, org_id, subject_type, subject_id, role_name, entity_type_name, entity_id, entity_region, created_at`
+
+func scanRole(sc interface{ Scan(...any) error }) (store.RoleAssignment, error) {
+	var a store.RoleAssignment
+	var created int64
+	err := sc.Scan(&a.ID, &a.OrgID, &a.SubjectType, &a.SubjectID, &a.RoleName, &a.EntityTypeName, &a.EntityID, &a.EntityRegion, &created)
+	a.CreatedAt = fromDB(created)
+	return a, err
+}
+
+func insertRole(ctx context.Context, s *Store, tx *sql.Tx, a store.RoleAssignment) error {
+	var exists int
+	q := `SELECT COUNT(*) FROM users WHERE org_id = ? AND id = ?`
+	if a.SubjectType == store.SubjectTeam {
+		q = `SELECT COUNT(*) FROM teams WHERE org_id = ? AND id = ?`
+	}
+	if err := tx.QueryRowContext(ctx, s.Rebind(q), a.OrgID, a.SubjectID).Scan(&exists); err != nil {
+		return err
+	}
+	if exists == 0 {
+		return fmt.Errorf("%s %s: %w", a.SubjectType, a.SubjectID, store.ErrNotFound)
+	}
+	var n int
+	if err := tx.QueryRowContext(ctx, s.Rebind(`SELECT COUNT(*) FROM role_assignments WHERE subject_id = ?`), a.SubjectID).Scan(&n); err != nil {
+		return err
+	}
+	if n >= MaxRoleAssignments {
+		return fmt.Errorf("a subject holds at most %d role assignments: %w", MaxRoleAssignments, store.ErrConflict)
+	}
+	_, err := tx.ExecContext(ctx, s.Rebind(`INSERT INTO role_assignments (`+roleCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+		a.ID, a.OrgID, a.SubjectType, a.SubjectID, a.RoleName, a.EntityTypeName, a.EntityID, a.EntityRegion, toDB(a.CreatedAt))
+	if err != nil {
+		return fmt.Errorf("assign role: %w", s.mapErr(err))
+	}
+	return nil
+}
+
+// CreateRoleAssignment implements store.Roles.
+func (s *Store) CreateRoleAssignment(ctx context.Context, a store.RoleAssignment) error {
+	return s.inTx(ctx, func(tx *sql.Tx) error { return insertRole(ctx, s, tx, a) })
+}
+
+// ListRoleAssignments implements store.Roles.
+func (s *Store) ListRoleAssignments(ctx context.Context, orgID, subjectType, subjectID string) ([]store.RoleAssignment, error) {
+	rows, err := s.db.QueryContext(ctx, s.Rebind(`SELECT `+roleCols+` FROM role_assignments
+		WHERE org_id = ? AND subject_type = ? AND subject_id = ? ORDER BY created_at, id`), orgID, subjectType, subjectID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []store.RoleAssignment{}
+	for rows.Next() {
+		a, err := scanRole(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, a)
+	}
+	return out, rows.Err()
+}
+
+// DeleteRoleAssignment implements store.Roles.
+func (s *Store) DeleteRoleAssignment(ctx context.Context, orgID, subjectType, subjectID, id string) error {
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		r, err := tx.ExecContext(ctx, s.Rebind(`DELETE FROM role_assignments WHERE org_id = ? AND subject_type = ? AND subject_id = ? AND id = ?`),
+			orgID, subjectType, subjectID, id)
+		if err != nil {
+			return err
+		}
+		if n, _ := r.RowsAffected(); n == 0 {
+			return fmt.Errorf("role assignment %s: %w", id, store.ErrNotFound)
+		}
+		return nil
+	})
+}
+
+// GrantsOf implements store.Roles with two queries: the identity's teams, then every assignment
+// of the identity and those teams.
+func (s *Store) GrantsOf(ctx context.Context, orgID, userID string) (store.Grants, error) {
+	var g store.Grants
+	rows, err := s.db.QueryContext(ctx, s.Rebind(`SELECT t.id, t.predefined FROM team_members m JOIN teams t ON t.id = m.team_id
+		WHERE m.user_id = ? AND t.org_id = ?`), userID, orgID)
+	if err != nil {
+		return g, err
+	}
+	subjects := []any{orgID, userID}
+	for rows.Next() {
+		var id, predefined string
+		if err := rows.Scan(&id, &predefined); err != nil {
+			rows.Close()
+			return g, err
+		}
+		if predefined == store.TeamOrganizationAdmin {
+			g.OrgAdmin = true
+		}
+		subjects = append(subjects, id)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return g, err
+	}
+	q := `SELECT ` + roleCols + ` FROM role_assignments WHERE org_id = ? AND subject_id IN (?` + strings.Repeat(", ?", len(subjects)-2) + `) ORDER BY created_at, id`
+	rows, err = s.db.QueryContext(ctx, s.Rebind(q), subjects...)
+	if err != nil {
+		return g, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		a, err := scanRole(rows)
+		if err != nil {
+			return g, err
+		}
+		g.Assignments = append(g.Assignments, a)
+	}
+	return g, rows.Err()
+}
+
+// CreateGroupWithAdmin implements store.Roles.
+func (s *Store) CreateGroupWithAdmin(ctx context.Context, g store.RuntimeGroup, a store.RoleAssignment) error {
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		if err := insertGroup(ctx, s, tx, g); err != nil {
+			return err
+		}
+		if err := insertRole(ctx, s, tx, a); err != nil {
+			if errors.Is(err, store.ErrNotFound) {
+				return fmt.Errorf("the creator of the group no longer exists: %w", err)
+			}
+			return err
+		}
+		return nil
+	})
+}
