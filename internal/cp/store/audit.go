@@ -64,3 +64,56 @@ func PendingAudit(ctx context.Context) *AuditEntry {
 	e, _ := ctx.Value(pendingAuditKey{}).(*AuditEntry)
 	return e
 }
+
+// Audit actions of writes; other actions name what they record ("login", "token_create", …).
+const (
+	ActionCreate = "create"
+	ActionUpdate = "update"
+	ActionDelete = "delete"
+	// ActionDenied records a request refused with 403: nothing was written, but the attempt is
+	// part of the trail.
+	ActionDenied = "denied"
+)
+
+// AuditChange is what a write transaction tells the audit log about its change; the request's
+// pending entry supplies the rest (actor, method, path, …).
+type AuditChange struct {
+	Action     string
+	GroupID    string
+	EntityType string
+	EntityID   string
+	EntityName string
+	// Before and After are the entity before and after the change, nil for none. A
+	// json.RawMessage or []byte is taken as JSON; any other value is encoded with encoding/json.
+	// Secrets are redacted on the way in (package redact), whatever the caller passed.
+	Before, After any
+	// Status, when set, is the status the request answers once the change committed; 0 takes
+	// the pending entry's Status, or else the usual answer of its method (POST 201, DELETE
+	// 204, others 200).
+	Status int
+}
+
+// AuditQuery selects a page of an organization's audit log, newest first. Empty filters match
+// everything.
+type AuditQuery struct {
+	OrgID      string
+	ActorID    string
+	GroupID    string
+	EntityType string
+	Action     string
+	// Since and Until bound the entries' timestamps, both inclusive; zero values are unbounded.
+	Since, Until time.Time
+	// After is the cursor a previous page returned: the page resumes with older entries.
+	After string
+	// Limit is the page size, at least 1.
+	Limit int
+}
+
+// AuditLog appends entries outside a write transaction: logins, logouts, failed logins and
+// refused requests, which change nothing else. SetAuditStatus corrects the status of an entry
+// recorded in a write's transaction when the request answered another one than the entry
+// predicted (see AuditChange.Status).
+type AuditLog interface {
+	AppendAudit(ctx context.Context, e AuditEntry) error
+	SetAuditStatus(ctx context.Context, id string, status int) error
+}
