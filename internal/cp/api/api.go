@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gantry-gw/gantry/internal/cp/auth"
@@ -48,6 +49,9 @@ type Options struct {
 	// `gantry restore` reads it). DELETE of a group with ?backup=true answers it before the group
 	// goes; without Backup that query is refused.
 	Backup func(ctx context.Context, g store.RuntimeGroup) (any, error)
+	// GrantsTTL is how long an identity's roles are reused before being read again; 0 means
+	// DefaultGrantsTTL.
+	GrantsTTL time.Duration
 }
 
 // GroupTraffic is a group's traffic over the last 24 hours, as shown with the group.
@@ -67,6 +71,10 @@ type API struct {
 	now    func() time.Time
 
 	mux     *http.ServeMux
+	grants  grantsCache
+	// routesMu guards routes, the patterns mounted behind authentication.
+	routesMu sync.Mutex
+	routes   []string
 	reg     *prometheus.Registry
 	reqs    *prometheus.CounterVec
 	latency *prometheus.HistogramVec
@@ -85,6 +93,12 @@ func New(opts Options) (*API, error) {
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
+	}
+	if opts.GrantsTTL < 0 {
+		return nil, errors.New("api: GrantsTTL must not be negative")
+	}
+	if opts.GrantsTTL == 0 {
+		opts.GrantsTTL = DefaultGrantsTTL
 	}
 	a := &API{
 		store: opts.Store, log: opts.Logger.With("component", "api"), region: opts.Region, opts: opts, now: opts.Now,
@@ -123,9 +137,13 @@ func New(opts Options) (*API, error) {
 // current one.
 var GroupBasePaths = []string{"/v2/runtime-groups", "/v2/control-planes"}
 
-// Mount registers h at pattern (ServeMux syntax) behind bearer-token authentication.
+// Mount registers h at pattern (ServeMux syntax) behind authentication and the policy's
+// authorization of the pattern's rule (see routeRules).
 func (a *API) Mount(pattern string, h http.Handler) {
-	a.mux.Handle(pattern, a.authenticate(h))
+	a.routesMu.Lock()
+	a.routes = append(a.routes, pattern)
+	a.routesMu.Unlock()
+	a.mux.Handle(pattern, a.authenticate(a.authorize(pattern, h)))
 }
 
 // MountPublic registers h at pattern (ServeMux syntax) without authentication, for routes that

@@ -14,6 +14,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/gantry-gw/gantry/internal/cp/policy"
 	"github.com/gantry-gw/gantry/internal/cp/store"
 	"github.com/google/uuid"
 )
@@ -137,7 +138,7 @@ func (a *API) createGroup(w http.ResponseWriter, r *http.Request) {
 	}
 	now := a.now().UTC()
 	g.CreatedAt, g.UpdatedAt = now, now
-	if err := a.store.CreateGroup(r.Context(), g); err != nil {
+	if err := a.createGroupFor(r, g); err != nil {
 		a.fail(w, r, nameConflict(err, g.Name))
 		return
 	}
@@ -214,10 +215,27 @@ func (a *API) LookupGroup(r *http.Request, id string) (store.RuntimeGroup, error
 		}
 		return g, err
 	}
-	if g.Region != a.region {
+	if g.Region != a.region || !a.CanSee(r.Context(), g) {
 		return g, notFound
 	}
 	return g, nil
+}
+
+// createGroupFor creates g for the caller: a caller who would not see the new group (a Creator)
+// becomes its Admin in the same transaction.
+func (a *API) createGroupFor(r *http.Request, g store.RuntimeGroup) error {
+	if subj, ok := SubjectFrom(r.Context()); ok && subj.Sees(g.ID, g.Region) {
+		return a.store.CreateGroup(r.Context(), g)
+	}
+	p := principal(r)
+	err := a.store.CreateGroupWithAdmin(r.Context(), g, store.RoleAssignment{
+		ID: uuid.NewString(), OrgID: p.OrgID, SubjectType: store.SubjectUser, SubjectID: p.UserID, RoleName: "Admin",
+		EntityTypeName: policy.EntityRuntimeGroups, EntityID: g.ID, EntityRegion: g.Region, CreatedAt: g.CreatedAt,
+	})
+	if err == nil {
+		a.InvalidateGrants()
+	}
+	return err
 }
 
 func (a *API) patchGroup(w http.ResponseWriter, r *http.Request) {
@@ -344,6 +362,9 @@ func (a *API) listGroups(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q.OrgID, q.Region = principal(r).OrgID, a.region
+	if subj, ok := SubjectFrom(r.Context()); ok && !subj.SeesAll(a.region) {
+		q.Restricted, q.IDs = true, subj.VisibleGroups(a.region)
+	}
 	groups, total, err := a.store.ListGroups(r.Context(), q)
 	if err != nil {
 		a.fail(w, r, err)

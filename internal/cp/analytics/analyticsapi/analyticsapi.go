@@ -103,6 +103,9 @@ func (h *Handler) Mount(m Mounter) {
 			h.fail(w, r, err)
 			return
 		}
+		// Only the groups the caller may see count.
+		subj, _ := api.SubjectFrom(r.Context())
+		groups = slices.DeleteFunc(groups, func(g store.RuntimeGroup) bool { return subj == nil || !subj.Sees(g.ID, g.Region) })
 		h.serve(w, r, groups, true)
 	}))
 }

@@ -94,6 +94,17 @@ func (s *Store) DeleteRoleAssignment(ctx context.Context, orgID, subjectType, su
 // of the identity and those teams.
 func (s *Store) GrantsOf(ctx context.Context, orgID, userID string) (store.Grants, error) {
 	var g store.Grants
+	// Administrators made before teams existed carry the role 'admin' on their row; they count
+	// as organization admins until bootstrap moves them into the Organization Admin team.
+	var legacy string
+	err := s.db.QueryRowContext(ctx, s.Rebind(`SELECT role FROM users WHERE id = ? AND org_id = ?`), userID, orgID).Scan(&legacy)
+	if errors.Is(err, sql.ErrNoRows) {
+		return g, nil
+	}
+	if err != nil {
+		return g, err
+	}
+	g.OrgAdmin = legacy == "admin"
 	rows, err := s.db.QueryContext(ctx, s.Rebind(`SELECT t.id, t.predefined FROM team_members m JOIN teams t ON t.id = m.team_id
 		WHERE m.user_id = ? AND t.org_id = ?`), userID, orgID)
 	if err != nil {
