@@ -130,6 +130,7 @@ func New(opts Options) (*API, error) {
 		a.Mount("PATCH "+base+"/{groupId}", http.HandlerFunc(a.patchGroup))
 		a.Mount("DELETE "+base+"/{groupId}", http.HandlerFunc(a.deleteGroup))
 	}
+	a.mountRoles()
 	return a, nil
 }
 

@@ -40,6 +40,12 @@ func newEnv(t *testing.T, s *sqlstore.Store) *env {
 // newEnvOpts is newEnv with mod applied to the API's options.
 func newEnvOpts(t *testing.T, s *sqlstore.Store, mod func(*api.Options)) *env {
 	t.Helper()
+	return newEnvMounted(t, s, mod, nil)
+}
+
+// newEnvMounted is newEnvOpts with mount called to add other components' routes.
+func newEnvMounted(t *testing.T, s *sqlstore.Store, mod func(*api.Options), mount func(*api.API)) *env {
+	t.Helper()
 	token := auth.NewToken()
 	res, err := s.Bootstrap(context.Background(), store.BootstrapParams{OrgName: "Acme", Region: "us", AdminName: "admin",
 		AdminToken: store.Token{Name: "admin", Hash: auth.HashToken(token), Hint: auth.Hint(token)}})
@@ -53,6 +59,9 @@ func newEnvOpts(t *testing.T, s *sqlstore.Store, mod func(*api.Options)) *env {
 	a, err := api.New(opts)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if mount != nil {
+		mount(a)
 	}
 	srv := httptest.NewServer(a.Handler())
 	t.Cleanup(srv.Close)

@@ -21,10 +21,13 @@ const (
 // RoleAssignment is one role held by a user, system account or team on one runtime group (or
 // every group, "*"), in one region (or every region, "*").
 type RoleAssignment struct {
-	ID             string
-	OrgID          string
-	SubjectType    string // SubjectUser or SubjectTeam
-	SubjectID      string
+	ID          string
+	OrgID       string
+	SubjectType string // SubjectUser or SubjectTeam
+	SubjectID   string
+	// SubjectKind, when set on creation, is the kind (KindUser, KindSystemAccount) the subject
+	// of type SubjectUser must have; it is checked, not stored.
+	SubjectKind    string
 	RoleName       string
 	EntityTypeName string // policy.EntityRuntimeGroups or policy.EntityAuditLogs
 	EntityID       string // a group id or "*"

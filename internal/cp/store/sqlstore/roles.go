@@ -26,11 +26,13 @@ func scanRole(sc interface{ Scan(...any) error }) (store.RoleAssignment, error) 
 
 func insertRole(ctx context.Context, s *Store, tx *sql.Tx, a store.RoleAssignment) error {
 	var exists int
-	q := `SELECT COUNT(*) FROM users WHERE org_id = ? AND id = ?`
+	q, args := `SELECT COUNT(*) FROM users WHERE org_id = ? AND id = ?`, []any{a.OrgID, a.SubjectID}
 	if a.SubjectType == store.SubjectTeam {
 		q = `SELECT COUNT(*) FROM teams WHERE org_id = ? AND id = ?`
+	} else if a.SubjectKind != "" {
+		q, args = q+` AND kind = ?`, append(args, a.SubjectKind)
 	}
-	if err := tx.QueryRowContext(ctx, s.Rebind(q), a.OrgID, a.SubjectID).Scan(&exists); err != nil {
+	if err := tx.QueryRowContext(ctx, s.Rebind(q), args...).Scan(&exists); err != nil {
 		return err
 	}
 	if exists == 0 {
