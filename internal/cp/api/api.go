@@ -70,14 +70,14 @@ type API struct {
 	opts   Options
 	now    func() time.Time
 
-	mux     *http.ServeMux
-	grants  grantsCache
+	mux    *http.ServeMux
+	grants grantsCache
 	// routesMu guards routes, the patterns mounted behind authentication.
 	routesMu sync.Mutex
 	routes   []string
-	reg     *prometheus.Registry
-	reqs    *prometheus.CounterVec
-	latency *prometheus.HistogramVec
+	reg      *prometheus.Registry
+	reqs     *prometheus.CounterVec
+	latency  *prometheus.HistogramVec
 }
 
 // New checks opts and builds the API with every management route registered.
