@@ -74,6 +74,9 @@ type Options struct {
 	Out io.Writer
 	// Ready, if set, is called with the bound API address once the server accepts connections.
 	Ready func(addr net.Addr)
+	// Routes, if set, is called with every route pattern mounted behind authentication once
+	// the API is assembled, before it serves.
+	Routes func(patterns []string)
 
 	// AnalyticsMinuteRetention, AnalyticsHourRetention and AnalyticsDayRetention are how long
 	// analytics rows of each level are kept; zero takes analytics' defaults (48h, 90 days, 2
@@ -213,6 +216,9 @@ func Run(ctx context.Context, opts Options) error {
 			log.Error("analytics rollup job", "err", err)
 		}
 	}()
+	if opts.Routes != nil {
+		opts.Routes(a.Routes())
+	}
 	var lc net.ListenConfig
 	if opts.ClusterListen != "" {
 		cln, err := lc.Listen(ctx, "tcp", opts.ClusterListen)
