@@ -34,13 +34,29 @@ type Organization struct {
 	UpdatedAt time.Time
 }
 
-// User is a person or system account of an organization who owns tokens.
+// User is a person or system account of an organization who owns tokens. Both kinds share one
+// table so that tokens, team membership and role assignments refer to one kind of row.
 type User struct {
-	ID        string
-	OrgID     string
-	Name      string
-	Role      string
-	CreatedAt time.Time
+	ID    string
+	OrgID string
+	// Kind is KindUser or KindSystemAccount; empty means KindUser when creating.
+	Kind string
+	// Name is the system account's name (unique per organization among system accounts); for a
+	// user it repeats the email, so that older readers of the name still show who it is.
+	Name string
+	// Role is "admin" for the administrator made at bootstrap and "" for everyone else; what an
+	// identity may do comes from its teams and role assignments.
+	Role string
+	// Email is lowercased and unique per organization among users; "" for system accounts.
+	Email       string
+	FullName    string
+	Description string
+	// Active is false for a deactivated identity, which cannot authenticate at all.
+	Active bool
+	// PasswordHash is the argon2id PHC string of the user's password, "" when none is set.
+	PasswordHash string
+	CreatedAt    time.Time
+	UpdatedAt    time.Time
 }
 
 // Token is a personal access token. The secret itself is never stored: Hash is the hex SHA-256 of
@@ -121,6 +137,12 @@ type BootstrapParams struct {
 	OrgName   string
 	Region    string
 	AdminName string
+	// AdminEmail is the administrator's login; it is set when the administrator has none yet.
+	AdminEmail string
+	// AdminPasswordHash is the administrator's password hash (argon2id PHC string); it is set
+	// only when the administrator has no password yet (first start, or first start after the
+	// upgrade that introduced passwords). BootstrapResult.PasswordSet reports whether it was.
+	AdminPasswordHash string
 	// AdminToken is the administrator's first token (its Hash and Hint set by the caller).
 	AdminToken Token
 }
@@ -132,6 +154,9 @@ type BootstrapResult struct {
 	Org     Organization
 	Admin   User
 	Group   RuntimeGroup
+	// PasswordSet is true when this call stored AdminPasswordHash (only one of several processes
+	// starting together does).
+	PasswordSet bool
 }
 
 // Store is the control plane's database. Every method is safe for concurrent use; methods that
@@ -143,6 +168,10 @@ type Store interface {
 	// the default group of p.Region, exactly once even when several processes call it at the same
 	// moment on one database. Later calls return the existing organization with Created false, and
 	// create the default group of p.Region if that region has none yet.
+	//
+	// Every call also makes sure each organization has its predefined teams (see
+	// PredefinedTeams), with the Runtime Admin team holding Admin on every runtime group and the
+	// administrator a member of the Organization Admin team when that team is created.
 	Bootstrap(ctx context.Context, p BootstrapParams) (BootstrapResult, error)
 
 	// CreateOrganization adds a tenant with its administrator and the default group of region.
@@ -164,6 +193,8 @@ type Store interface {
 	// DeleteGroup removes the group and, through the database's cascading foreign keys,
 	// everything that belongs to it.
 	DeleteGroup(ctx context.Context, orgID, id string) error
+
+	IdentityStore
 
 	// Ready reports an error unless the database answers and every migration is applied.
 	Ready(ctx context.Context) error

@@ -43,7 +43,8 @@ func (s *Store) Bootstrap(ctx context.Context, p store.BootstrapParams) (store.B
 				return fmt.Errorf("record bootstrap: %w", err)
 			}
 			res.Created = true
-			admin := store.User{ID: uuid.NewString(), OrgID: orgID, Name: p.AdminName, Role: "admin", CreatedAt: now}
+			admin := store.User{ID: uuid.NewString(), OrgID: orgID, Kind: store.KindUser, Name: p.AdminName, Role: "admin", Email: p.AdminEmail,
+				FullName: "Administrator", Active: true, PasswordHash: p.AdminPasswordHash, CreatedAt: now}
 			if err := insertUser(ctx, s, tx, admin); err != nil {
 				return err
 			}
@@ -60,6 +61,14 @@ func (s *Store) Bootstrap(ctx context.Context, p store.BootstrapParams) (store.B
 		res.Org, res.Admin, err2 = bootstrapOrg(ctx, s, tx)
 		if err2 != nil {
 			return err2
+		}
+		if res.Created {
+			res.PasswordSet = p.AdminPasswordHash != ""
+		} else if res.Admin, res.PasswordSet, err2 = completeAdmin(ctx, s, tx, res.Admin, p, now); err2 != nil {
+			return err2
+		}
+		if err := ensurePredefinedTeams(ctx, s, tx, now); err != nil {
+			return err
 		}
 		res.Group, err2 = ensureDefaultGroup(ctx, s, tx, res.Org.ID, p.Region, now)
 		return err2
@@ -81,15 +90,35 @@ func bootstrapOrg(ctx context.Context, s *Store, tx *sql.Tx) (store.Organization
 		return org, store.User{}, fmt.Errorf("read bootstrap organization: %w", err)
 	}
 	org.CreatedAt, org.UpdatedAt = fromDB(created), fromDB(updated)
-	var u store.User
-	var uc int64
-	err = tx.QueryRowContext(ctx, s.Rebind(`SELECT id, org_id, name, role, created_at FROM users WHERE org_id = ? AND role = 'admin' ORDER BY created_at, id LIMIT 1`), org.ID).
-		Scan(&u.ID, &u.OrgID, &u.Name, &u.Role, &uc)
+	u, err := scanUser(tx.QueryRowContext(ctx, s.Rebind(`SELECT `+userCols+` FROM users WHERE org_id = ? AND role = 'admin' ORDER BY created_at, id LIMIT 1`+s.dialect.forUpdate()), org.ID))
 	if err != nil {
 		return org, u, fmt.Errorf("read administrator: %w", err)
 	}
-	u.CreatedAt = fromDB(uc)
 	return org, u, nil
+}
+
+// completeAdmin gives an administrator made before identities had logins (or one whose email or
+// password was never set) the email and password hash of p. A set email or password is kept:
+// the administrator changes them through the API.
+func completeAdmin(ctx context.Context, s *Store, tx *sql.Tx, u store.User, p store.BootstrapParams, now time.Time) (store.User, bool, error) {
+	email := strings.ToLower(strings.TrimSpace(p.AdminEmail))
+	setEmail := u.Email == "" && email != ""
+	setPassword := u.PasswordHash == "" && p.AdminPasswordHash != ""
+	if !setEmail && !setPassword {
+		return u, false, nil
+	}
+	if setEmail {
+		u.Email, u.Name = email, email
+	}
+	if setPassword {
+		u.PasswordHash = p.AdminPasswordHash
+	}
+	u.UpdatedAt = now
+	_, err := tx.ExecContext(ctx, s.Rebind(`UPDATE users SET email = ?, name = ?, password_hash = ?, updated_at = ? WHERE id = ?`), u.Email, u.Name, u.PasswordHash, toDB(now), u.ID)
+	if err != nil {
+		return u, false, fmt.Errorf("complete the administrator's login: %w", err)
+	}
+	return u, setPassword, nil
 }
 
 // ensureDefaultGroup returns the default group of org in region, creating it if missing.
@@ -123,7 +152,7 @@ func (s *Store) CreateOrganization(ctx context.Context, name, region string, adm
 		if _, err := tx.ExecContext(ctx, s.Rebind(`INSERT INTO organizations (id, name, created_at, updated_at) VALUES (?, ?, ?, ?)`), org.ID, org.Name, toDB(now), toDB(now)); err != nil {
 			return err
 		}
-		admin.OrgID, admin.CreatedAt = org.ID, now
+		admin.OrgID, admin.CreatedAt, admin.Active, admin.Kind = org.ID, now, true, store.KindUser
 		if admin.ID == "" {
 			admin.ID = uuid.NewString()
 		}
@@ -131,6 +160,9 @@ func (s *Store) CreateOrganization(ctx context.Context, name, region string, adm
 			admin.Role = "admin"
 		}
 		if err := insertUser(ctx, s, tx, admin); err != nil {
+			return err
+		}
+		if err := ensureOrgTeams(ctx, s, tx, org.ID, now); err != nil {
 			return err
 		}
 		var err error
@@ -151,15 +183,6 @@ func (s *Store) GetOrganization(ctx context.Context, id string) (store.Organizat
 	}
 	org.CreatedAt, org.UpdatedAt = fromDB(created), fromDB(updated)
 	return org, err
-}
-
-func insertUser(ctx context.Context, s *Store, tx *sql.Tx, u store.User) error {
-	_, err := tx.ExecContext(ctx, s.Rebind(`INSERT INTO users (id, org_id, name, role, created_at) VALUES (?, ?, ?, ?, ?)`),
-		u.ID, u.OrgID, u.Name, u.Role, toDB(u.CreatedAt))
-	if err != nil {
-		return fmt.Errorf("create user: %w", err)
-	}
-	return nil
 }
 
 func insertGroup(ctx context.Context, s *Store, tx *sql.Tx, g store.RuntimeGroup) error {
