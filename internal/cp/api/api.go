@@ -52,6 +52,12 @@ type Options struct {
 	// GrantsTTL is how long an identity's roles are reused before being read again; 0 means
 	// DefaultGrantsTTL.
 	GrantsTTL time.Duration
+	// SessionIdleTimeout ends a console session that was not used for this long; zero takes
+	// DefaultSessionIdleTimeout.
+	SessionIdleTimeout time.Duration
+	// SessionMaxAge ends a console session this long after login, however it is used; zero
+	// takes DefaultSessionMaxAge.
+	SessionMaxAge time.Duration
 }
 
 // GroupTraffic is a group's traffic over the last 24 hours, as shown with the group.
@@ -280,8 +286,11 @@ func PrincipalFrom(ctx context.Context) (Principal, bool) {
 	return p, ok
 }
 
-// authenticate requires a valid bearer token; every failure is the same 401 so that callers
-// cannot tell unknown tokens from revoked ones by the answer (the log says which).
+// authenticate requires a valid bearer token (a user's personal access token or a system
+// account's token) or, without an Authorization header, a valid session cookie (see
+// sessionPrincipal, which also checks the CSRF token of unsafe requests). Every token failure is
+// the same 401 so that callers cannot tell unknown tokens from revoked ones or from tokens of a
+// deactivated identity by the answer (the log says which).
 func (a *API) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		unauthorized := func(reason, logReason string) {
@@ -290,16 +299,23 @@ func (a *API) authenticate(next http.Handler) http.Handler {
 			WriteProblem(w, r, problem(http.StatusUnauthorized, reason))
 		}
 		h := r.Header.Get("Authorization")
-		scheme, tok, ok := strings.Cut(h, " ")
 		if h == "" {
-			unauthorized("Authentication is required: send Authorization: Bearer <token>.", "no Authorization header")
+			if c, err := r.Cookie(SessionCookie); err == nil && c.Value != "" {
+				p, ok := a.sessionPrincipal(w, r, c.Value)
+				if ok {
+					next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)))
+				}
+				return
+			}
+			unauthorized("Authentication is required: send Authorization: Bearer <token>, or log in with POST /v3/authenticate.", "no Authorization header")
 			return
 		}
+		scheme, tok, ok := strings.Cut(h, " ")
 		if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(tok) == "" {
 			unauthorized("The Authorization header must be 'Bearer <token>'.", "malformed Authorization header")
 			return
 		}
-		t, err := a.store.LookupToken(r.Context(), auth.HashToken(strings.TrimSpace(tok)))
+		t, u, err := a.store.LookupTokenUser(r.Context(), auth.HashToken(strings.TrimSpace(tok)))
 		if err != nil {
 			if !errors.Is(err, store.ErrNotFound) {
 				a.fail(w, r, err)
@@ -309,10 +325,13 @@ func (a *API) authenticate(next http.Handler) http.Handler {
 			return
 		}
 		now := a.now()
-		if !t.Active(now) {
+		if !t.Active(now) || !u.Active {
 			why := "expired token"
-			if t.RevokedAt != nil {
+			switch {
+			case t.RevokedAt != nil:
 				why = "revoked token"
+			case !u.Active:
+				why = "token of an inactive " + identityKind(u)
 			}
 			unauthorized("The token is invalid, expired or revoked.", why)
 			return
@@ -323,8 +342,12 @@ func (a *API) authenticate(next http.Handler) http.Handler {
 				a.log.WarnContext(r.Context(), "record token use", "err", err)
 			}
 		}
-		ctx := context.WithValue(r.Context(), principalKey{}, Principal{OrgID: t.OrgID, UserID: t.UserID, TokenID: t.ID})
-		next.ServeHTTP(w, r.WithContext(ctx))
+		method := store.AuthPersonalToken
+		if identityKind(u) == store.KindSystemAccount {
+			method = store.AuthSystemToken
+		}
+		p := Principal{OrgID: t.OrgID, UserID: t.UserID, Kind: identityKind(u), Name: identityName(u), Method: method, TokenID: t.ID}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)))
 	})
 }
 

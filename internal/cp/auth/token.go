@@ -1,5 +1,5 @@
-// Package auth makes and checks the control plane's credentials: personal access tokens, whose
-// secret is shown once and stored only as a hash.
+// Package auth makes and checks the control plane's credentials: personal access tokens and
+// system account tokens, whose secret is shown once and stored only as a hash.
 package auth
 
 import (
@@ -14,15 +14,24 @@ import (
 // secret scanners can find them.
 const TokenPrefix = "gpat_"
 
+// SystemTokenPrefix starts every system account access token.
+const SystemTokenPrefix = "gsat_"
+
 var tokenEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
 
 // NewToken returns a fresh random token: TokenPrefix followed by 48 base32 characters (240 bits).
-func NewToken() string {
+func NewToken() string { return newToken(TokenPrefix) }
+
+// NewSystemToken returns a fresh random system account token: SystemTokenPrefix followed by 48
+// base32 characters (240 bits).
+func NewSystemToken() string { return newToken(SystemTokenPrefix) }
+
+func newToken(prefix string) string {
 	var b [30]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		panic("auth: system random source failed: " + err.Error())
 	}
-	return TokenPrefix + tokenEncoding.EncodeToString(b[:])
+	return prefix + tokenEncoding.EncodeToString(b[:])
 }
 
 // HashToken returns the hex SHA-256 under which a token is stored. Tokens carry 240 random bits,
@@ -35,7 +44,7 @@ func HashToken(token string) string {
 // Hint returns the part of a token that may be shown again: its prefix and four characters.
 func Hint(token string) string {
 	n := len(TokenPrefix) + 4
-	if !strings.HasPrefix(token, TokenPrefix) {
+	if !strings.HasPrefix(token, TokenPrefix) && !strings.HasPrefix(token, SystemTokenPrefix) {
 		n = 4
 	}
 	if len(token) < n {

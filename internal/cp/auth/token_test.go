@@ -19,4 +19,11 @@ func TestNewToken(t *testing.T) {
 	if h := Hint(a); !strings.HasPrefix(h, a[:9]) || strings.Contains(h, a[9:]) {
 		t.Fatalf("hint %q leaks the secret", h)
 	}
+	s := NewSystemToken()
+	if !strings.HasPrefix(s, SystemTokenPrefix) || len(s) != len(SystemTokenPrefix)+48 {
+		t.Fatalf("system token %q: want prefix %q and 48 characters after it", s, SystemTokenPrefix)
+	}
+	if h := Hint(s); h != s[:9]+"…" {
+		t.Fatalf("system token hint %q", h)
+	}
 }

@@ -9,12 +9,6 @@ import (
 // ErrPredefinedTeam means the operation would delete or rename a predefined team.
 var ErrPredefinedTeam = errors.New("predefined team")
 
-// Duties of the predefined teams (Team.Predefined).
-const (
-	TeamOrganizationAdmin = "organization_admin"
-	TeamRuntimeAdmin      = "runtime_admin"
-)
-
 // PredefinedTeam describes a team every organization has from bootstrap on.
 type PredefinedTeam struct {
 	Duty        string
