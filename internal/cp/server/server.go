@@ -28,6 +28,8 @@ import (
 	"github.com/gantry-gw/gantry/internal/cp/cluster"
 	"github.com/gantry-gw/gantry/internal/cp/declarative"
 	"github.com/gantry-gw/gantry/internal/cp/entitystore"
+	"github.com/gantry-gw/gantry/internal/cp/identity"
+	"github.com/gantry-gw/gantry/internal/cp/password"
 	"github.com/gantry-gw/gantry/internal/cp/provision"
 	"github.com/gantry-gw/gantry/internal/cp/revisions"
 	"github.com/gantry-gw/gantry/internal/cp/store"
@@ -46,6 +48,15 @@ type Options struct {
 	// AdminToken, when set, is the administrator's token: used as the first token on first
 	// start, and added again on later starts if it is not stored.
 	AdminToken string
+	// AdminEmail is the administrator's login email, set on first start (and on the first start
+	// after an upgrade that introduced logins); empty takes DefaultAdminEmail.
+	AdminEmail string
+	// AdminPassword is the administrator's password, set when the administrator has none yet;
+	// empty generates one, printed once to Out. It must pass the password strength rule.
+	AdminPassword string
+	// SessionIdleTimeout and SessionMaxAge bound console sessions; zero takes
+	// api.DefaultSessionIdleTimeout and api.DefaultSessionMaxAge.
+	SessionIdleTimeout, SessionMaxAge time.Duration
 	// ClusterEndpoint is the URL runtime instances use to reach this control plane; its host is
 	// also put in the cluster listener's certificate.
 	ClusterEndpoint string
@@ -95,6 +106,9 @@ type Options struct {
 	Version string
 }
 
+// DefaultAdminEmail is the administrator's login when no email is configured.
+const DefaultAdminEmail = "admin@localhost"
+
 func (o *Options) check() error {
 	if o.Listen == "" {
 		return errors.New("listen address is required (--listen)")
@@ -107,6 +121,20 @@ func (o *Options) check() error {
 	}
 	if o.OrgName == "" {
 		o.OrgName = "Default Organization"
+	}
+	if o.AdminEmail == "" {
+		o.AdminEmail = DefaultAdminEmail
+	}
+	if !identity.ValidEmail(o.AdminEmail) {
+		return fmt.Errorf("the admin email %q is not a valid email address (--admin-email, GANTRY_ADMIN_EMAIL)", o.AdminEmail)
+	}
+	if o.AdminPassword != "" {
+		if err := password.CheckStrength(o.AdminPassword); err != nil {
+			return fmt.Errorf("the admin password (GANTRY_ADMIN_PASSWORD) %w", err)
+		}
+	}
+	if o.SessionIdleTimeout < 0 || o.SessionMaxAge < 0 {
+		return errors.New("--session-idle-timeout and --session-max-age must not be negative")
 	}
 	if o.ShutdownTimeout <= 0 {
 		o.ShutdownTimeout = 30 * time.Second
@@ -176,10 +204,16 @@ func Run(ctx context.Context, opts Options) error {
 		return err
 	}
 	a, err := api.New(api.Options{Store: st, Logger: log, Region: opts.Region, ClusterEndpoint: opts.ClusterEndpoint, TelemetryEndpoint: opts.ClusterEndpoint,
-		OnGroupDeleted: cl.GroupDeleted, InstanceCounts: cl.InstanceCounts, Traffic: groupTraffic(an, log), Backup: groupBackup(decl, cl)})
+		OnGroupDeleted: cl.GroupDeleted, InstanceCounts: cl.InstanceCounts, Traffic: groupTraffic(an, log), Backup: groupBackup(decl, cl),
+		SessionIdleTimeout: opts.SessionIdleTimeout, SessionMaxAge: opts.SessionMaxAge})
 	if err != nil {
 		return err
 	}
+	ids, err := identity.New(identity.Options{Store: st, Logger: log})
+	if err != nil {
+		return err
+	}
+	ids.Mount(a)
 	if err := adminapi.Register(a, es, log); err != nil {
 		return err
 	}
@@ -373,14 +407,33 @@ func bootstrap(ctx context.Context, st store.Store, opts Options) error {
 	if generated {
 		secret = auth.NewToken()
 	}
+	pw := opts.AdminPassword
+	if pw == "" {
+		pw = password.Generate()
+	}
+	pwHash, err := password.Hash(pw)
+	if err != nil {
+		return err
+	}
 	res, err := st.Bootstrap(ctx, store.BootstrapParams{
-		OrgName: opts.OrgName, Region: opts.Region, AdminName: "admin",
+		OrgName: opts.OrgName, Region: opts.Region, AdminName: "admin", AdminEmail: opts.AdminEmail, AdminPasswordHash: pwHash,
 		AdminToken: store.Token{Name: "initial admin token", Hash: auth.HashToken(secret), Hint: auth.Hint(secret)},
 	})
 	if err != nil {
 		return fmt.Errorf("initialize organization: %w", err)
 	}
 	log := opts.Logger
+	if res.PasswordSet {
+		if opts.AdminPassword != "" {
+			log.Info("set the administrator's password from GANTRY_ADMIN_PASSWORD", "email", res.Admin.Email)
+		} else {
+			log.Info("generated the administrator's password; it is printed once on standard output", "email", res.Admin.Email)
+			if _, err := fmt.Fprintf(opts.Out, "\nAdministrator login for the console (POST /v3/authenticate):\n\n    email:    %s\n    password: %s   (shown once; change it with PATCH /v3/users/me)\n\n",
+				res.Admin.Email, pw); err != nil {
+				log.Error("cannot print the administrator's password; set one with PATCH /v3/users/{id} and the admin token", "err", err)
+			}
+		}
+	}
 	switch {
 	case res.Created && generated:
 		log.Info("created organization", "org", res.Org.ID, "default_group", res.Group.ID)
