@@ -162,6 +162,7 @@ func (s *Service) deleteAccount(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	s.m.InvalidateGrants()
 	w.WriteHeader(http.StatusNoContent)
 }
 

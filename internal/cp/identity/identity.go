@@ -26,6 +26,8 @@ type Mounter interface {
 	// Now is the API's clock; SessionLimits its session idle timeout and maximum age.
 	Now() time.Time
 	SessionLimits() (idle, maxAge time.Duration)
+	// InvalidateGrants tells the authorization layer that teams or memberships changed.
+	InvalidateGrants()
 }
 
 var _ Mounter = (*api.API)(nil)

@@ -158,6 +158,7 @@ func (s *Service) deleteTeam(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	s.m.InvalidateGrants()
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -241,6 +242,7 @@ func (s *Service) addMember(kind string) http.HandlerFunc {
 			s.fail(w, r, err)
 			return
 		}
+		s.m.InvalidateGrants()
 		w.WriteHeader(http.StatusCreated)
 	}
 }
@@ -266,6 +268,7 @@ func (s *Service) removeMember(kind, param string) http.HandlerFunc {
 			s.fail(w, r, err)
 			return
 		}
+		s.m.InvalidateGrants()
 		w.WriteHeader(http.StatusNoContent)
 	}
 }

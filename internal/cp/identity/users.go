@@ -467,6 +467,7 @@ func (s *Service) deleteUser(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	s.m.InvalidateGrants()
 	s.log.InfoContext(r.Context(), "deleted user", "user", u.ID)
 	w.WriteHeader(http.StatusNoContent)
 }
