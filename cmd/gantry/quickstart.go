@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/gantry-gw/gantry/internal/cp/auth"
+	"github.com/gantry-gw/gantry/internal/cp/password"
 	"github.com/gantry-gw/gantry/internal/cp/server"
 	"github.com/gantry-gw/gantry/internal/dp/agent"
 	"github.com/spf13/cobra"
@@ -31,8 +32,10 @@ func newQuickstartCmd() *cobra.Command {
 --data-dir) and a runtime instance of the default runtime group, with a client certificate generated
 and pinned for it. Configure the default group through the API and the instance proxies it at once.
 
-The admin token is kept in <data-dir>/quickstart/admin-token (or taken from GANTRY_ADMIN_TOKEN), and
-the instance's certificate in <data-dir>/quickstart/, so a restart finds everything again.`,
+The admin token is kept in <data-dir>/quickstart/admin-token (or taken from GANTRY_ADMIN_TOKEN), the
+administrator's console password in <data-dir>/quickstart/admin-password (or taken from
+GANTRY_ADMIN_PASSWORD; the email from GANTRY_ADMIN_EMAIL), and the instance's certificate in
+<data-dir>/quickstart/, so a restart finds everything again.`,
 		Example: `  gantry quickstart
   gantry quickstart --listen :9080 --proxy-listen :9001 --data-dir /tmp/gantry`,
 		Args: cobra.NoArgs,
@@ -77,13 +80,21 @@ func runQuickstart(ctx context.Context, o quickstartOptions) error {
 	if err != nil {
 		return err
 	}
+	adminEmail := os.Getenv("GANTRY_ADMIN_EMAIL")
+	if adminEmail == "" {
+		adminEmail = server.DefaultAdminEmail
+	}
+	adminPassword, newPassword, err := quickstartPassword(qsDir)
+	if err != nil {
+		return err
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	apiAddr, clusterAddr := make(chan net.Addr, 1), make(chan net.Addr, 1)
 	cpDone := make(chan error, 1)
 	go func() {
 		cpDone <- server.Run(ctx, server.Options{
-			Listen: o.listen, DataDir: o.dataDir, Region: o.region, AdminToken: token,
+			Listen: o.listen, DataDir: o.dataDir, Region: o.region, AdminToken: token, AdminEmail: adminEmail, AdminPassword: adminPassword,
 			ClusterListen: o.clusterListen, ClusterEndpoint: "https://" + hostPort("localhost", o.clusterListen),
 			ShutdownTimeout: o.shutdownTimeout, Logger: log, Out: io.Discard, Version: version,
 			Ready: func(a net.Addr) { apiAddr <- a }, ClusterReady: func(a net.Addr) { clusterAddr <- a },
@@ -132,6 +143,14 @@ func runQuickstart(ctx context.Context, o quickstartOptions) error {
 	} else {
 		fmt.Fprintf(&banner, "  admin token:    in %s or GANTRY_ADMIN_TOKEN\n", filepath.Join(qsDir, "admin-token"))
 	}
+	switch {
+	case newPassword:
+		fmt.Fprintf(&banner, "  admin login:    %s / %s   (password saved in %s)\n", adminEmail, adminPassword, filepath.Join(qsDir, "admin-password"))
+	case os.Getenv("GANTRY_ADMIN_PASSWORD") != "":
+		fmt.Fprintf(&banner, "  admin login:    %s / the password in GANTRY_ADMIN_PASSWORD\n", adminEmail)
+	default:
+		fmt.Fprintf(&banner, "  admin login:    %s / the password in %s\n", adminEmail, filepath.Join(qsDir, "admin-password"))
+	}
 	fmt.Fprintf(&banner, "  Kong Admin API: %s/v2/runtime-groups/%s/core-entities\n", apiURL, groupID)
 	fmt.Fprintf(&banner, "\nTry it:\n  export TOKEN=$(cat %s)\n", filepath.Join(qsDir, "admin-token"))
 	// The example's upstream is the control plane's own API, so that it works without the
@@ -168,6 +187,25 @@ func quickstartToken(dir string) (token string, newToken bool, err error) {
 		return "", false, fmt.Errorf("save the admin token: %w", err)
 	}
 	return token, true, nil
+}
+
+// quickstartPassword returns the administrator's console password: GANTRY_ADMIN_PASSWORD, else
+// the one saved by an earlier quickstart, else a new one saved now (0600). newPassword reports
+// the last case. The password is set only when the administrator has none yet; a password
+// changed through the API is kept, and the saved file no longer tells it.
+func quickstartPassword(dir string) (pw string, newPassword bool, err error) {
+	if p := os.Getenv("GANTRY_ADMIN_PASSWORD"); p != "" {
+		return p, false, nil
+	}
+	path := filepath.Join(dir, "admin-password")
+	if b, err := os.ReadFile(path); err == nil && len(bytes.TrimSpace(b)) > 0 {
+		return string(bytes.TrimSpace(b)), false, nil
+	}
+	pw = password.Generate()
+	if err := os.WriteFile(path, []byte(pw+"\n"), 0o600); err != nil {
+		return "", false, fmt.Errorf("save the admin password: %w", err)
+	}
+	return pw, true, nil
 }
 
 // quickstartCertificate makes sure dir holds a valid client certificate pinned to the default

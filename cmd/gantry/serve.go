@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/gantry-gw/gantry/internal/cp/analytics"
+	"github.com/gantry-gw/gantry/internal/cp/api"
 	"github.com/gantry-gw/gantry/internal/cp/cluster"
 	"github.com/gantry-gw/gantry/internal/cp/entitystore"
 	"github.com/gantry-gw/gantry/internal/cp/server"
@@ -24,7 +25,9 @@ Give --database-url postgres://… to run on PostgreSQL instead; several control
 share one PostgreSQL database.
 
 On first start it creates the organization, its default runtime group and an administrator, and
-prints a one-time admin token (or uses GANTRY_ADMIN_TOKEN). Stop it with Ctrl-C or SIGTERM: in-flight
+prints a one-time admin token (or uses GANTRY_ADMIN_TOKEN). The administrator also logs in to the
+console (POST /v3/authenticate) with --admin-email (or GANTRY_ADMIN_EMAIL) and the password in
+GANTRY_ADMIN_PASSWORD; without one, a password is generated and printed once. Stop it with Ctrl-C or SIGTERM: in-flight
 requests finish, then the database is closed.`,
 		Example: `  gantry serve
   gantry serve --listen :9080 --data-dir /var/lib/gantry
@@ -36,6 +39,9 @@ requests finish, then the database is closed.`,
 	addControlPlaneFlags(f)
 	f.String("database-url", "", "PostgreSQL URL (postgres://user:pass@host:5432/db); when set, SQLite is not used")
 	f.String("org-name", "Default Organization", "name of the organization created on first start")
+	f.String("admin-email", "", "the administrator's login email, set on first start (default $GANTRY_ADMIN_EMAIL, else "+server.DefaultAdminEmail+"); its password comes from $GANTRY_ADMIN_PASSWORD or is generated and printed once")
+	f.Duration("session-idle-timeout", api.DefaultSessionIdleTimeout, "a console session ends when it was not used for this long")
+	f.Duration("session-max-age", api.DefaultSessionMaxAge, "a console session ends this long after login, however it is used")
 	f.String("cluster-endpoint", "https://localhost:8005", "URL runtime instances use to reach this control plane, shown in each runtime group's config")
 	f.String("cluster-ca-cert", "", "PEM file of a CA to use for the cluster instead of the one generated on first start (needs --cluster-ca-key)")
 	f.String("cluster-ca-key", "", "PEM file of the private key of --cluster-ca-cert")
@@ -62,12 +68,21 @@ requests finish, then the database is closed.`,
 		if keep < 0 || dur("revision-retention-age") < 0 {
 			return errors.New("--revision-retention-count and --revision-retention-age must not be negative")
 		}
+		if dur("session-idle-timeout") < time.Minute || dur("session-max-age") < dur("session-idle-timeout") {
+			return &usageError{errors.New("--session-idle-timeout must be at least 1m and --session-max-age at least as long")}
+		}
+		adminEmail := get("admin-email")
+		if adminEmail == "" {
+			adminEmail = os.Getenv("GANTRY_ADMIN_EMAIL")
+		}
 		if dur("enrolled-cert-validity") < time.Minute {
 			return &usageError{errors.New("--enrolled-cert-validity must be at least 1m")}
 		}
 		return server.Run(cmd.Context(), server.Options{
 			Listen: get("listen"), DataDir: get("data-dir"), DatabaseURL: get("database-url"), Region: get("region"),
 			OrgName: get("org-name"), AdminToken: os.Getenv("GANTRY_ADMIN_TOKEN"), ClusterEndpoint: get("cluster-endpoint"),
+			AdminEmail: adminEmail, AdminPassword: os.Getenv("GANTRY_ADMIN_PASSWORD"),
+			SessionIdleTimeout: dur("session-idle-timeout"), SessionMaxAge: dur("session-max-age"),
 			ClusterListen: get("cluster-listen"), ClusterCACertFile: get("cluster-ca-cert"), ClusterCAKeyFile: get("cluster-ca-key"),
 			EnrolledCertValidity: dur("enrolled-cert-validity"),
 			TLSCertFile:          get("tls-cert"), TLSKeyFile: get("tls-key"), ClusterTLSCertFile: get("cluster-tls-cert"), ClusterTLSKeyFile: get("cluster-tls-key"),
