@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -50,7 +51,10 @@ type Service struct {
 	log     *slog.Logger
 	audit   func(ctx context.Context, e store.AuditEntry)
 	limiter *limiter
-	m       Mounter
+	// verifySlots bounds concurrent password verifications: each holds Memory KiB (19 MiB) for
+	// its duration, so a burst of logins waits here instead of exhausting memory.
+	verifySlots chan struct{}
+	m           Mounter
 	// lastPrune is the Unix second of the last sweep of ended sessions.
 	lastPrune atomic.Int64
 }
@@ -63,7 +67,8 @@ func New(opts Options) (*Service, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Service{store: opts.Store, log: opts.Logger.With("component", "identity"), audit: opts.Audit, limiter: newLimiter(opts.LoginLimits)}, nil
+	return &Service{store: opts.Store, log: opts.Logger.With("component", "identity"), audit: opts.Audit, limiter: newLimiter(opts.LoginLimits),
+		verifySlots: make(chan struct{}, max(2, runtime.GOMAXPROCS(0)))}, nil
 }
 
 // route is one mounted route: its ServeMux pattern and whether it needs authentication.

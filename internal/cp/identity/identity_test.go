@@ -369,9 +369,19 @@ func TestIdentityAPI(t *testing.T) {
 		annCK, annCSRF := "cookie:"+annCookie.Value, annLogin.body["csrf_token"].(string)
 		wantField(t, e.req("PATCH", "/v3/users/me", annCK, annCSRF, map[string]any{"password": "Ann password 2"}), "current_password")
 		wantField(t, e.req("PATCH", "/v3/users/me", annCK, annCSRF, map[string]any{"password": "Ann password 2", "current_password": "nope"}), "current_password")
+		annOther, _ := e.login("ann.b@example.com", "Ann password 1")
 		wantStatus(t, e.req("PATCH", "/v3/users/me", annCK, annCSRF, map[string]any{"password": "Ann password 2", "current_password": "Ann password 1"}), 200)
 		_, old := e.login("ann.b@example.com", "Ann password 1")
 		wantStatus(t, old, 401)
+		// The changing session lives on; the user's other session ended.
+		wantStatus(t, e.req("GET", "/v3/users/me", annCK, "", nil), 200)
+		wantStatus(t, e.req("GET", "/v3/users/me", "cookie:"+annOther.Value, "", nil), 401)
+		// An administrator setting the password ends every session of the user.
+		wantStatus(t, e.admin("PATCH", "/v3/users/"+annID, map[string]any{"password": "Ann password 3"}), 200)
+		wantStatus(t, e.req("GET", "/v3/users/me", annCK, "", nil), 401)
+		annCookie, annLogin = e.login("ann.b@example.com", "Ann password 3")
+		wantStatus(t, annLogin, 200)
+		annCK = "cookie:" + annCookie.Value
 
 		// Teams and predefined teams.
 		teams := e.admin("GET", "/v3/teams?filter[name]=Organization%20Admin", nil)

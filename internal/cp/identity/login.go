@@ -229,6 +229,12 @@ func (s *Service) checkPassword(r *http.Request, email, pw string) (user store.U
 	if err != nil {
 		return store.User{}, false, err
 	}
+	select {
+	case s.verifySlots <- struct{}{}:
+		defer func() { <-s.verifySlots }()
+	case <-r.Context().Done():
+		return store.User{}, false, r.Context().Err()
+	}
 	if len(users) == 0 {
 		password.VerifyDummy(pw)
 		return store.User{}, false, nil

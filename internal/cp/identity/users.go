@@ -383,6 +383,10 @@ func (s *Service) patchMe(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	if newHash != "" {
+		// The session that changed the password stays; every other login of the user ends.
+		s.endSessions(r, u.ID, p.SessionID)
+	}
 	api.WriteJSON(w, http.StatusOK, userView(u))
 }
 
@@ -450,7 +454,20 @@ func (s *Service) patchUser(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	if newHash != "" || !u.Active {
+		s.endSessions(r, u.ID, "")
+	}
 	api.WriteJSON(w, http.StatusOK, userView(u))
+}
+
+// endSessions ends the user's sessions but keep; a failure is logged, not answered: the change
+// itself is made, and a deactivated user's sessions are refused anyway.
+func (s *Service) endSessions(r *http.Request, userID, keep string) {
+	if n, err := s.store.DeleteUserSessions(r.Context(), userID, keep); err != nil {
+		s.log.WarnContext(r.Context(), "end the user's sessions", "user", userID, "err", err)
+	} else if n > 0 {
+		s.log.InfoContext(r.Context(), "ended the user's sessions", "user", userID, "count", n)
+	}
 }
 
 func (s *Service) deleteUser(w http.ResponseWriter, r *http.Request) {

@@ -115,6 +115,9 @@ type IdentityStore interface {
 	TouchSession(ctx context.Context, id string, at time.Time) error
 	// DeleteSession ends a session; a session that does not exist is not an error.
 	DeleteSession(ctx context.Context, id string) error
+	// DeleteUserSessions ends every session of the user but keep ("" for none), and returns how
+	// many; a changed password or a deactivation ends the other logins.
+	DeleteUserSessions(ctx context.Context, userID, keep string) (int, error)
 	// DeleteSessions removes sessions that expired before now, or were last seen before
 	// idleBefore, and returns how many.
 	DeleteSessions(ctx context.Context, now, idleBefore time.Time) (int, error)

@@ -541,6 +541,16 @@ func (s *Store) DeleteSession(ctx context.Context, id string) error {
 	return s.mapErr(err)
 }
 
+// DeleteUserSessions implements store.Store.
+func (s *Store) DeleteUserSessions(ctx context.Context, userID, keep string) (int, error) {
+	r, err := s.db.ExecContext(ctx, s.Rebind(`DELETE FROM sessions WHERE user_id = ? AND id <> ?`), userID, keep)
+	if err != nil {
+		return 0, s.mapErr(err)
+	}
+	n, _ := r.RowsAffected()
+	return int(n), nil
+}
+
 // DeleteSessions implements store.Store.
 func (s *Store) DeleteSessions(ctx context.Context, now, idleBefore time.Time) (int, error) {
 	r, err := s.db.ExecContext(ctx, s.Rebind(`DELETE FROM sessions WHERE expires_at <= ? OR last_seen_at < ?`), toDB(now), toDB(idleBefore))

@@ -320,6 +320,17 @@ func TestSessionsAndTokenUsers(t *testing.T) {
 		if n, err := s.DeleteSessions(ctx, now, now.Add(-30*time.Minute)); err != nil || n != 2 {
 			t.Fatalf("DeleteSessions = %d, %v; want 2", n, err)
 		}
+		other := se
+		other.ID = "hash4"
+		if err := s.CreateSession(ctx, other); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := s.DeleteUserSessions(ctx, org.Admin.ID, "hash1"); err != nil || n != 1 {
+			t.Fatalf("DeleteUserSessions = %d, %v; want 1", n, err)
+		}
+		if _, _, err := s.LookupSession(ctx, "hash1"); err != nil {
+			t.Fatalf("the kept session is gone: %v", err)
+		}
 		if err := s.DeleteSession(ctx, "hash1"); err != nil {
 			t.Fatal(err)
 		}
