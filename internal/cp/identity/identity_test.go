@@ -362,6 +362,18 @@ func TestIdentityAPI(t *testing.T) {
 		}
 		wantField(t, e.admin("PATCH", "/v3/users/"+e.adminUser.ID, map[string]any{"active": false}), "active")
 		wantStatus(t, e.admin("DELETE", "/v3/users/"+e.adminUser.ID, nil), 400)
+		// Not even another organization admin deletes the first administrator.
+		annAdmin := e.admin("POST", "/v3/users", map[string]any{"email": "second@example.com", "password": "Second password 1"})
+		wantStatus(t, annAdmin, 201)
+		oa := e.admin("GET", "/v3/teams?filter[name]=Organization%20Admin", nil).body["data"].([]any)[0].(map[string]any)["id"].(string)
+		wantStatus(t, e.admin("POST", "/v3/teams/"+oa+"/users", map[string]any{"id": annAdmin.body["id"]}), 201)
+		secondCookie, secondLogin := e.login("second@example.com", "Second password 1")
+		wantStatus(t, secondLogin, 200)
+		refused := e.req("DELETE", "/v3/users/"+e.adminUser.ID, "cookie:"+secondCookie.Value, secondLogin.body["csrf_token"].(string), nil)
+		wantStatus(t, refused, 400)
+		if !strings.Contains(refused.body["detail"].(string), "first administrator") {
+			t.Fatalf("refusal: %s", refused.raw)
+		}
 
 		// Changing one's own password needs the current one.
 		annCookie, annLogin := e.login("ann.b@example.com", "Ann password 1")

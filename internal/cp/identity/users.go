@@ -480,6 +480,12 @@ func (s *Service) deleteUser(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, badRequest("You cannot delete the user you are authenticated as."))
 		return
 	}
+	if u.Role == "admin" {
+		// Every start finds the organization through its first administrator, and
+		// GANTRY_ADMIN_TOKEN belongs to it.
+		s.fail(w, r, badRequest("The organization's first administrator cannot be deleted; deactivate it instead (PATCH with \"active\": false)."))
+		return
+	}
 	if err := s.store.DeleteUser(r.Context(), u.OrgID, store.KindUser, u.ID); err != nil {
 		s.fail(w, r, err)
 		return
