@@ -76,6 +76,9 @@ type API struct {
 	opts   Options
 	now    func() time.Time
 
+	// auditLog is the store's audit log when it keeps one (see audited); nil records nothing.
+	auditLog store.AuditLog
+
 	mux    *http.ServeMux
 	grants grantsCache
 	// routesMu guards routes, the patterns mounted behind authentication.
@@ -110,6 +113,7 @@ func New(opts Options) (*API, error) {
 		store: opts.Store, log: opts.Logger.With("component", "api"), region: opts.Region, opts: opts, now: opts.Now,
 		mux: http.NewServeMux(), reg: prometheus.NewRegistry(),
 	}
+	a.auditLog, _ = opts.Store.(store.AuditLog)
 	a.reqs = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "gantry_http_requests_total", Help: "HTTP requests answered by the control plane API, by route pattern, method (OTHER for unknown ones) and status code.",
 	}, []string{"route", "method", "code"})
@@ -145,12 +149,14 @@ func New(opts Options) (*API, error) {
 var GroupBasePaths = []string{"/v2/runtime-groups", "/v2/control-planes"}
 
 // Mount registers h at pattern (ServeMux syntax) behind authentication and the policy's
-// authorization of the pattern's rule (see routeRules).
+// authorization of the pattern's rule (see routeRules). Unsafe requests carry a pending audit
+// entry, attached after authentication (the actor is known) and before authorization (so that
+// refusals are recorded; see audited).
 func (a *API) Mount(pattern string, h http.Handler) {
 	a.routesMu.Lock()
 	a.routes = append(a.routes, pattern)
 	a.routesMu.Unlock()
-	a.mux.Handle(pattern, a.authenticate(a.authorize(pattern, h)))
+	a.mux.Handle(pattern, a.authenticate(a.audited(a.authorize(pattern, h))))
 }
 
 // MountPublic registers h at pattern (ServeMux syntax) without authentication, for routes that

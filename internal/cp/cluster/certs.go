@@ -89,11 +89,25 @@ func (c *Cluster) pin(ctx context.Context, groupID, title, certPEM, fp string, e
 	now := c.now().Unix()
 	p := Certificate{ID: uuid.NewString(), GroupID: groupID, Cert: strings.TrimSpace(certPEM) + "\n", Title: title, Fingerprint: fp,
 		Generated: generated, CreatedAt: now, UpdatedAt: now, ExpiresAt: expires.Unix()}
-	if err := c.insertPin(ctx, c.st.DB(), p); err != nil {
+	err := c.st.InTx(ctx, func(tx *sql.Tx) error {
+		if err := c.insertPin(ctx, tx, p); err != nil {
+			return err
+		}
+		return c.st.RecordAudit(ctx, tx, store.AuditChange{Action: store.ActionCreate, GroupID: groupID, EntityType: AuditCertificates,
+			EntityID: p.ID, EntityName: p.Title, After: p})
+	})
+	if err != nil {
 		return Certificate{}, err
 	}
 	return p, nil
 }
+
+// Entity types of the cluster's writes in the audit log.
+const (
+	AuditCertificates     = "dp_client_certificates"
+	AuditEnrollmentTokens = "enrollment_tokens"
+	AuditNodes            = "nodes"
+)
 
 // execer is a *sql.DB or a *sql.Tx.
 type execer interface {
@@ -162,7 +176,18 @@ func (c *Cluster) UnpinCertificate(ctx context.Context, groupID, id string) erro
 	if err != nil {
 		return err
 	}
-	if _, err := c.st.DB().ExecContext(ctx, c.st.Rebind(`DELETE FROM dp_client_certificates WHERE group_id = ? AND id = ?`), groupID, id); err != nil {
+	err = c.st.InTx(ctx, func(tx *sql.Tx) error {
+		r, err := tx.ExecContext(ctx, c.st.Rebind(`DELETE FROM dp_client_certificates WHERE group_id = ? AND id = ?`), groupID, id)
+		if err != nil {
+			return err
+		}
+		if n, _ := r.RowsAffected(); n == 0 {
+			return fmt.Errorf("certificate: %w", store.ErrNotFound)
+		}
+		return c.st.RecordAudit(ctx, tx, store.AuditChange{Action: store.ActionDelete, GroupID: groupID, EntityType: AuditCertificates,
+			EntityID: p.ID, EntityName: p.Title, Before: p})
+	})
+	if err != nil {
 		return err
 	}
 	c.hub.dropFingerprint(p.Fingerprint, "client certificate was unpinned from the runtime group")

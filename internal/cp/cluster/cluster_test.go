@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/gantry-gw/gantry/internal/config/schema"
+	"github.com/gantry-gw/gantry/internal/cp/store"
 	"github.com/gantry-gw/gantry/internal/cp/store/sqlstore"
 	"github.com/gantry-gw/gantry/internal/cp/store/storetest"
 	"github.com/gantry-gw/gantry/internal/wire"
@@ -461,6 +462,13 @@ func TestNodesAPI(t *testing.T) {
 		}
 		if r := e.do("DELETE", "/v2/runtime-groups/"+e.group+"/nodes/"+ids[0], nil); r.status != http.StatusNotFound {
 			t.Errorf("second delete: %d", r.status)
+		}
+		// The deletion is in the audit log once, with the node before; the refused second one
+		// is not.
+		deleted, _, err := e.st.ListAudit(context.Background(), store.AuditQuery{OrgID: e.org.Org.ID, EntityType: AuditNodes, Limit: 10})
+		if err != nil || len(deleted) != 1 || deleted[0].Action != store.ActionDelete || deleted[0].EntityID != ids[0] || deleted[0].GroupID != e.group ||
+			deleted[0].ActorID != e.org.Admin.ID || deleted[0].Status != http.StatusNoContent || !strings.Contains(string(deleted[0].Before), `"hostname"`) || deleted[0].After != nil {
+			t.Errorf("audit of the node deletion: %+v, %v", deleted, err)
 		}
 
 		// Purge: nodes silent past the purge delay disappear.

@@ -21,6 +21,7 @@ import (
 
 	"github.com/gantry-gw/gantry/internal/cp/api"
 	"github.com/gantry-gw/gantry/internal/cp/store"
+	"github.com/gantry-gw/gantry/internal/cp/store/sqlstore"
 	"github.com/gantry-gw/gantry/internal/wire"
 	"github.com/google/uuid"
 )
@@ -100,12 +101,19 @@ func (c *Cluster) CreateEnrollmentToken(ctx context.Context, groupID string, ttl
 	labelsJSON, _ := json.Marshal(labels)
 	t := EnrollmentToken{ID: uuid.NewString(), GroupID: groupID, Hint: secret[:len(wire.EnrollmentTokenPrefix)+4] + "…", Labels: labels,
 		MaxUses: maxUses, ExpiresAt: now.Add(ttl).Unix(), CreatedAt: now.Unix()}
-	_, err := c.st.DB().ExecContext(ctx, c.st.Rebind(`INSERT INTO enrollment_tokens (id, group_id, token_hash, hint, labels, max_uses, uses, expires_at, created_at)
-		VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?)`), t.ID, groupID, hashSecret(secret), t.Hint, string(labelsJSON), maxUses, t.ExpiresAt, t.CreatedAt)
-	if err != nil {
-		return EnrollmentToken{}, "", fmt.Errorf("create enrollment token: %w", c.st.MapError(err))
-	}
 	t.derive(now.Unix())
+	err := c.st.InTx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, c.st.Rebind(`INSERT INTO enrollment_tokens (id, group_id, token_hash, hint, labels, max_uses, uses, expires_at, created_at)
+		VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?)`), t.ID, groupID, hashSecret(secret), t.Hint, string(labelsJSON), maxUses, t.ExpiresAt, t.CreatedAt)
+		if err != nil {
+			return err
+		}
+		return c.st.RecordAudit(ctx, tx, store.AuditChange{Action: sqlstore.AuditTokenCreate, GroupID: groupID, EntityType: AuditEnrollmentTokens,
+			EntityID: t.ID, EntityName: t.Hint, After: t})
+	})
+	if err != nil {
+		return EnrollmentToken{}, "", fmt.Errorf("create enrollment token: %w", err)
+	}
 	return t, token, nil
 }
 
@@ -154,15 +162,23 @@ func (c *Cluster) EnrollmentTokens(ctx context.Context, groupID string) ([]Enrol
 // RevokeEnrollmentToken revokes a token; instances it already enrolled keep their certificates
 // (unpin those to refuse them).
 func (c *Cluster) RevokeEnrollmentToken(ctx context.Context, groupID, id string) error {
-	r, err := c.st.DB().ExecContext(ctx, c.st.Rebind(`UPDATE enrollment_tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE group_id = ? AND id = ?`),
-		c.now().Unix(), groupID, id)
-	if err != nil {
-		return err
-	}
-	if n, _ := r.RowsAffected(); n == 0 {
-		return fmt.Errorf("enrollment token %s: %w", id, store.ErrNotFound)
-	}
-	return nil
+	now := c.now().Unix()
+	return c.st.InTx(ctx, func(tx *sql.Tx) error {
+		before, err := scanEnrollment(tx.QueryRowContext(ctx, c.st.Rebind(`SELECT `+enrollmentColumns+` FROM enrollment_tokens WHERE group_id = ? AND id = ?`+c.st.ForUpdate()), groupID, id), now)
+		if err != nil {
+			return fmt.Errorf("enrollment token %s: %w", id, err)
+		}
+		if _, err := tx.ExecContext(ctx, c.st.Rebind(`UPDATE enrollment_tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE group_id = ? AND id = ?`), now, groupID, id); err != nil {
+			return err
+		}
+		after := before
+		if after.RevokedAt == nil {
+			after.RevokedAt = &now
+		}
+		after.derive(now)
+		return c.st.RecordAudit(ctx, tx, store.AuditChange{Action: sqlstore.AuditTokenRevoke, GroupID: groupID, EntityType: AuditEnrollmentTokens,
+			EntityID: id, EntityName: before.Hint, Before: before, After: after})
+	})
 }
 
 // EnrollError is a refused enrollment: its message is what the instance is told.

@@ -215,12 +215,32 @@ func (s nodeStore) get(ctx context.Context, groupID, id string) (Node, error) {
 }
 
 func (s nodeStore) delete(ctx context.Context, groupID, id string) (bool, error) {
-	r, err := s.st.DB().ExecContext(ctx, s.st.Rebind(`DELETE FROM cluster_nodes WHERE group_id = ? AND id = ?`), groupID, id)
-	if err != nil {
-		return false, err
-	}
-	n, _ := r.RowsAffected()
-	return n > 0, nil
+	var n int64
+	err := s.st.InTx(ctx, func(tx *sql.Tx) error {
+		before, err := scanNode(tx.QueryRowContext(ctx, s.st.Rebind(`SELECT `+nodeColumns+` FROM cluster_nodes WHERE group_id = ? AND id = ?`), groupID, id))
+		if errors.Is(err, store.ErrNotFound) || errors.Is(err, sql.ErrNoRows) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		r, err := tx.ExecContext(ctx, s.st.Rebind(`DELETE FROM cluster_nodes WHERE group_id = ? AND id = ?`), groupID, id)
+		if err != nil {
+			return err
+		}
+		if n, _ = r.RowsAffected(); n == 0 {
+			return nil
+		}
+		return s.st.RecordAudit(ctx, tx, store.AuditChange{Action: store.ActionDelete, GroupID: groupID, EntityType: AuditNodes,
+			EntityID: id, EntityName: before.Hostname, Before: nodeAuditDoc(before)})
+	})
+	return n > 0, err
+}
+
+// nodeAuditDoc is a runtime instance as the audit log shows it when it is deleted.
+func nodeAuditDoc(n Node) map[string]any {
+	return map[string]any{"id": n.ID, "hostname": n.Hostname, "version": n.Version, "type": n.Type, "ip": n.IP, "labels": n.Labels,
+		"config_hash": n.ConfigHash, "revision": n.Revision}
 }
 
 // purge deletes nodes not heard from since before (a connected node pings every 30 s, so only

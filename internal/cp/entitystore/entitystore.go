@@ -71,6 +71,9 @@ type Tx struct {
 	// changes by type and id, order in the order of first change.
 	changes map[string]*pending
 	order   []*pending
+	// primary is the first change the writer asked for (not one the database cascaded), which
+	// the audit entry describes.
+	primary *pending
 }
 
 // Write runs fn in one transaction on the group's configuration. If fn wrote anything, the group's
@@ -97,6 +100,9 @@ func (s *Store) Write(ctx context.Context, groupID string, fn func(*Tx) error) (
 			return err
 		}
 		if err := t.saveHistory(rev); err != nil {
+			return err
+		}
+		if err := s.sql.RecordAudit(ctx, tx, t.auditChange(rev)); err != nil {
 			return err
 		}
 		// Other control plane processes on the database push the revision to their instances
@@ -204,7 +210,7 @@ func (t *Tx) Insert(e *schema.Entity, doc Doc) error {
 		return t.violation(e, doc, err)
 	}
 	t.dirty = true
-	t.record(e.Name, args[1].(string), endpointKey(e, doc), nil, []byte(args[len(args)-1].(string)))
+	t.recordPrimary(e.Name, args[1].(string), endpointKey(e, doc), nil, []byte(args[len(args)-1].(string)))
 	return nil
 }
 
@@ -234,7 +240,7 @@ func (t *Tx) Replace(e *schema.Entity, doc Doc) error {
 		return fmt.Errorf("%s %v: %w", e.Name, doc["id"], store.ErrNotFound)
 	}
 	t.dirty = true
-	t.record(e.Name, args[1].(string), endpointKey(e, doc), before, []byte(args[len(args)-1].(string)))
+	t.recordPrimary(e.Name, args[1].(string), endpointKey(e, doc), before, []byte(args[len(args)-1].(string)))
 	return nil
 }
 
@@ -276,7 +282,7 @@ func (t *Tx) Delete(e *schema.Entity, id string) (bool, error) {
 		if err != nil {
 			return false, err
 		}
-		t.record(e.Name, id, endpointKey(e, d), before, nil)
+		t.recordPrimary(e.Name, id, endpointKey(e, d), before, nil)
 	}
 	return n > 0, nil
 }
@@ -603,7 +609,7 @@ func (t *Tx) AddMember(consumerGroupID, consumerID string) error {
 		return err
 	}
 	t.dirty = true
-	t.record(MembershipType, MembershipID(consumerGroupID, consumerID), "", nil, membershipDoc(consumerGroupID, consumerID, at))
+	t.recordPrimary(MembershipType, MembershipID(consumerGroupID, consumerID), "", nil, membershipDoc(consumerGroupID, consumerID, at))
 	return nil
 }
 
@@ -620,7 +626,7 @@ func (t *Tx) RemoveMember(consumerGroupID, consumerID string) (bool, error) {
 	n, _ := r.RowsAffected()
 	if n > 0 {
 		t.dirty = true
-		t.record(MembershipType, MembershipID(consumerGroupID, consumerID), "", membershipDoc(consumerGroupID, consumerID, at), nil)
+		t.recordPrimary(MembershipType, MembershipID(consumerGroupID, consumerID), "", membershipDoc(consumerGroupID, consumerID, at), nil)
 	}
 	return n > 0, nil
 }

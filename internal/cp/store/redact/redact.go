@@ -216,3 +216,18 @@ func contains(list []string, v string) bool {
 	}
 	return false
 }
+
+// IsSecretField reports whether the top-level field of entityType holds a secret, by the same
+// rules as Doc: an entity's endpoint key may be one (a key-auth credential's key), and then the
+// audit log must not show it as the entity's name either.
+func IsSecretField(entityType, field string) bool {
+	if contains(secretFields[entityType], field) || IsSecretName(field) {
+		return true
+	}
+	if e, ok := schema.Lookup(entityType); ok {
+		if f := e.Field(field); f != nil && f.Encrypted {
+			return true
+		}
+	}
+	return false
+}

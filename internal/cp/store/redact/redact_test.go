@@ -140,3 +140,18 @@ func jsonString(s string) string {
 	b, _ := json.Marshal(s)
 	return string(b)
 }
+
+func TestIsSecretField(t *testing.T) {
+	for _, c := range []struct {
+		typ, field string
+		want       bool
+	}{
+		{"keyauth_credentials", "key", true}, {"jwt_secrets", "key", false}, {"jwt_secrets", "secret", true},
+		{"certificates", "key", true}, {"certificates", "cert", false}, {"basicauth_credentials", "username", false},
+		{"consumers", "username", false}, {"users", "password_hash", true},
+	} {
+		if got := IsSecretField(c.typ, c.field); got != c.want {
+			t.Errorf("IsSecretField(%s, %s) = %v, want %v", c.typ, c.field, got, c.want)
+		}
+	}
+}

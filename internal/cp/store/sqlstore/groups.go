@@ -191,7 +191,20 @@ func insertGroup(ctx context.Context, s *Store, tx *sql.Tx, g store.RuntimeGroup
 	if err != nil {
 		return err
 	}
-	return saveLabels(ctx, s, tx, g.ID, g.Labels)
+	if err := saveLabels(ctx, s, tx, g.ID, g.Labels); err != nil {
+		return err
+	}
+	return s.RecordAudit(ctx, tx, store.AuditChange{Action: store.ActionCreate, GroupID: g.ID, EntityType: AuditRuntimeGroups,
+		EntityID: g.ID, EntityName: g.Name, After: groupAuditDoc(g)})
+}
+
+// AuditRuntimeGroups is the entity type of runtime groups in the audit log.
+const AuditRuntimeGroups = "runtime_groups"
+
+// groupAuditDoc is a runtime group as the audit log shows it before and after a change.
+func groupAuditDoc(g store.RuntimeGroup) map[string]any {
+	return map[string]any{"id": g.ID, "name": g.Name, "description": g.Description, "labels": g.Labels, "region": g.Region,
+		"cluster_type": g.ClusterType, "auth_type": g.AuthType, "is_default": g.IsDefault}
 }
 
 func saveLabels(ctx context.Context, s *Store, tx *sql.Tx, groupID string, labels map[string]string) error {
@@ -392,7 +405,11 @@ func (s *Store) UpdateGroup(ctx context.Context, orgID, id string, fn func(*stor
 		if err != nil {
 			return err
 		}
-		return saveLabels(ctx, s, tx, g.ID, g.Labels)
+		if err := saveLabels(ctx, s, tx, g.ID, g.Labels); err != nil {
+			return err
+		}
+		return s.RecordAudit(ctx, tx, store.AuditChange{Action: store.ActionUpdate, GroupID: g.ID, EntityType: AuditRuntimeGroups,
+			EntityID: g.ID, EntityName: g.Name, Before: groupAuditDoc(before), After: groupAuditDoc(g)})
 	})
 	return g, err
 }
@@ -400,15 +417,17 @@ func (s *Store) UpdateGroup(ctx context.Context, orgID, id string, fn func(*stor
 // DeleteGroup implements store.Store.
 func (s *Store) DeleteGroup(ctx context.Context, orgID, id string) error {
 	return s.inTx(ctx, func(tx *sql.Tx) error {
-		var isDefault bool
-		err := tx.QueryRowContext(ctx, s.Rebind(`SELECT is_default FROM runtime_groups WHERE org_id = ? AND id = ?`), orgID, id).Scan(&isDefault)
+		g, err := scanGroup(tx.QueryRowContext(ctx, s.Rebind(`SELECT `+groupCols+` FROM runtime_groups WHERE org_id = ? AND id = ?`), orgID, id))
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("runtime group %s: %w", id, store.ErrNotFound)
 		}
 		if err != nil {
 			return err
 		}
-		if isDefault {
+		if g.Labels, err = loadLabels(ctx, s, tx, g.ID); err != nil {
+			return err
+		}
+		if g.IsDefault {
 			return fmt.Errorf("the default runtime group cannot be deleted: %w", store.ErrDefaultGroup)
 		}
 		if _, err = tx.ExecContext(ctx, s.Rebind(`DELETE FROM runtime_groups WHERE id = ?`), id); err != nil {
@@ -417,6 +436,10 @@ func (s *Store) DeleteGroup(ctx context.Context, orgID, id string) error {
 		// Role assignments name groups by id without a foreign key (their entity id may be "*").
 		if _, err = tx.ExecContext(ctx, s.Rebind(`DELETE FROM role_assignments WHERE org_id = ? AND entity_id = ?`), orgID, id); err != nil {
 			return fmt.Errorf("remove the group's role assignments: %w", err)
+		}
+		if err := s.RecordAudit(ctx, tx, store.AuditChange{Action: store.ActionDelete, GroupID: g.ID, EntityType: AuditRuntimeGroups,
+			EntityID: g.ID, EntityName: g.Name, Before: groupAuditDoc(g)}); err != nil {
+			return err
 		}
 		// Other control plane processes orphan the group's instances when this commits.
 		return s.NotifyRevision(ctx, tx, id, GroupDeletedRevision)

@@ -31,9 +31,29 @@ func insertToken(ctx context.Context, s *Store, tx *sql.Tx, t store.Token) error
 	return nil
 }
 
+// Audit actions and entity type of personal access tokens.
+const (
+	AuditTokenCreate = "token_create"
+	AuditTokenRevoke = "token_revoke"
+	// AuditPersonalAccessTokens is the entity type of personal access tokens in the audit log.
+	AuditPersonalAccessTokens = "personal_access_tokens"
+)
+
+// tokenAuditDoc is a token as the audit log shows it: never its hash.
+func tokenAuditDoc(t store.Token) map[string]any {
+	return map[string]any{"id": t.ID, "name": t.Name, "user_id": t.UserID, "hint": t.Hint, "created_at": t.CreatedAt,
+		"expires_at": t.ExpiresAt, "revoked_at": t.RevokedAt}
+}
+
 // CreateToken implements store.Store.
 func (s *Store) CreateToken(ctx context.Context, t store.Token) error {
-	return s.inTx(ctx, func(tx *sql.Tx) error { return insertToken(ctx, s, tx, t) })
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		if err := insertToken(ctx, s, tx, t); err != nil {
+			return err
+		}
+		return s.RecordAudit(ctx, tx, store.AuditChange{Action: AuditTokenCreate, EntityType: AuditPersonalAccessTokens,
+			EntityID: t.ID, EntityName: t.Name, After: tokenAuditDoc(t)})
+	})
 }
 
 // LookupToken implements store.Store.
@@ -67,6 +87,14 @@ func (s *Store) ListTokens(ctx context.Context, orgID, userID string) ([]store.T
 // revocation time.
 func (s *Store) RevokeToken(ctx context.Context, orgID, userID, id string, at time.Time) error {
 	return s.inTx(ctx, func(tx *sql.Tx) error {
+		var before sql.NullInt64
+		err := tx.QueryRowContext(ctx, s.Rebind(`SELECT revoked_at FROM tokens WHERE org_id = ? AND user_id = ? AND id = ?`+s.dialect.forUpdate()), orgID, userID, id).Scan(&before)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("token %s: %w", id, store.ErrNotFound)
+		}
+		if err != nil {
+			return err
+		}
 		r, err := tx.ExecContext(ctx, s.Rebind(`UPDATE tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE org_id = ? AND user_id = ? AND id = ?`), toDB(at), orgID, userID, id)
 		if err != nil {
 			return err
@@ -74,7 +102,15 @@ func (s *Store) RevokeToken(ctx context.Context, orgID, userID, id string, at ti
 		if n, _ := r.RowsAffected(); n == 0 {
 			return fmt.Errorf("token %s: %w", id, store.ErrNotFound)
 		}
-		return nil
+		after, err := scanToken(tx.QueryRowContext(ctx, s.Rebind(`SELECT `+tokenCols+` FROM tokens WHERE id = ?`), id))
+		if err != nil {
+			return err
+		}
+		// A token revoked before keeps its first revocation: before and after are the same.
+		b := after
+		b.RevokedAt = fromDBNull(before)
+		return s.RecordAudit(ctx, tx, store.AuditChange{Action: AuditTokenRevoke, EntityType: AuditPersonalAccessTokens,
+			EntityID: id, EntityName: after.Name, Before: tokenAuditDoc(b), After: tokenAuditDoc(after)})
 	})
 }
 
