@@ -7,6 +7,7 @@ import (
 
 	"github.com/gantry-gw/gantry/internal/cp/analytics"
 	"github.com/gantry-gw/gantry/internal/cp/api"
+	"github.com/gantry-gw/gantry/internal/cp/audit"
 	"github.com/gantry-gw/gantry/internal/cp/cluster"
 	"github.com/gantry-gw/gantry/internal/cp/entitystore"
 	"github.com/gantry-gw/gantry/internal/cp/server"
@@ -55,6 +56,7 @@ requests finish, then the database is closed.`,
 	f.Duration("analytics-day-retention", analytics.DefaultDayRetention, "how long daily analytics rollups are kept (at least 24h)")
 	f.Duration("analytics-rollup-interval", analytics.DefaultRollupInterval, "how often analytics are rolled up (minute to hour to day) and retention applied")
 	f.Int("revision-retention-count", entitystore.DefaultRetention.Count, "each runtime group keeps at least its last N revisions in history (with --revision-retention-age 0 and 0 here, every revision is kept)")
+	f.Duration("audit-retention", audit.DefaultRetention, "how long audit log entries are kept (at least 24h)")
 	f.Duration("revision-retention-age", entitystore.DefaultRetention.Age, "each runtime group keeps every revision younger than this in history")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		log, err := setup(cmd)
@@ -67,6 +69,9 @@ requests finish, then the database is closed.`,
 		keep, _ := f.GetInt("revision-retention-count")
 		if keep < 0 || dur("revision-retention-age") < 0 {
 			return errors.New("--revision-retention-count and --revision-retention-age must not be negative")
+		}
+		if dur("audit-retention") < audit.MinRetention {
+			return &usageError{errors.New("--audit-retention must be at least 24h")}
 		}
 		if dur("session-idle-timeout") < time.Minute || dur("session-max-age") < dur("session-idle-timeout") {
 			return &usageError{errors.New("--session-idle-timeout must be at least 1m and --session-max-age at least as long")}
@@ -90,6 +95,7 @@ requests finish, then the database is closed.`,
 			AnalyticsMinuteRetention: dur("analytics-minute-retention"), AnalyticsHourRetention: dur("analytics-hour-retention"),
 			AnalyticsDayRetention: dur("analytics-day-retention"), AnalyticsRollupInterval: dur("analytics-rollup-interval"),
 			RevisionRetention: &entitystore.Retention{Count: keep, Age: dur("revision-retention-age")},
+			AuditRetention:    dur("audit-retention"),
 		})
 	}
 	return cmd

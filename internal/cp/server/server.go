@@ -24,6 +24,7 @@ import (
 	"github.com/gantry-gw/gantry/internal/cp/analytics"
 	"github.com/gantry-gw/gantry/internal/cp/analytics/analyticsapi"
 	"github.com/gantry-gw/gantry/internal/cp/api"
+	"github.com/gantry-gw/gantry/internal/cp/audit"
 	"github.com/gantry-gw/gantry/internal/cp/auth"
 	"github.com/gantry-gw/gantry/internal/cp/cluster"
 	"github.com/gantry-gw/gantry/internal/cp/declarative"
@@ -99,6 +100,9 @@ type Options struct {
 	// RevisionRetention says which revisions of each group's history are kept; nil takes
 	// entitystore.DefaultRetention (the last 1,000 and every one of the last 30 days).
 	RevisionRetention *entitystore.Retention
+	// AuditRetention is how long audit log entries are kept; zero takes audit.DefaultRetention
+	// (365 days).
+	AuditRetention time.Duration
 	// Now returns the current time for analytics; defaults to time.Now.
 	Now func() time.Time
 	// Version is the gantry version this process runs, shown in the registry of control plane
@@ -230,6 +234,16 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	revs.Mount(a)
 	decl.Mount(a)
+	auditLog, err := audit.New(audit.Options{Store: st, Logger: log, Retention: opts.AuditRetention})
+	if err != nil {
+		return err
+	}
+	auditLog.Mount(a)
+	auctx, aucancel := context.WithCancel(ctx)
+	audone := make(chan struct{}, 2)
+	go func() { defer func() { audone <- struct{}{} }(); auditLog.RunRetention(auctx) }()
+	go func() { defer func() { audone <- struct{}{} }(); auditLog.RunWebhooks(auctx) }()
+	defer func() { aucancel(); <-audone; <-audone }()
 	prov := provision.New(provision.Options{ClusterEndpoint: opts.ClusterEndpoint, Logger: log})
 	defer func() { _ = prov.Close() }()
 	prov.Mount(a)
