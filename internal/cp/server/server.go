@@ -213,7 +213,12 @@ func Run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
-	ids, err := identity.New(identity.Options{Store: st, Logger: log})
+	auditLog, err := audit.New(audit.Options{Store: st, Logger: log, Retention: opts.AuditRetention})
+	if err != nil {
+		return err
+	}
+	auditLog.Mount(a)
+	ids, err := identity.New(identity.Options{Store: st, Logger: log, Audit: identityAudit(ctx, st, auditLog, log)})
 	if err != nil {
 		return err
 	}
@@ -234,11 +239,6 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	revs.Mount(a)
 	decl.Mount(a)
-	auditLog, err := audit.New(audit.Options{Store: st, Logger: log, Retention: opts.AuditRetention})
-	if err != nil {
-		return err
-	}
-	auditLog.Mount(a)
 	auctx, aucancel := context.WithCancel(ctx)
 	audone := make(chan struct{}, 2)
 	go func() { defer func() { audone <- struct{}{} }(); auditLog.RunRetention(auctx) }()
@@ -502,5 +502,26 @@ func groupBackup(decl *declarative.Service, cl *cluster.Cluster) func(ctx contex
 			bg.Certificates = append(bg.Certificates, backup.Certificate{Title: c.Title, Cert: c.Cert})
 		}
 		return backup.File{FormatVersion: backup.FormatVersion, CreatedAt: time.Now().UTC().Truncate(time.Second), Groups: []backup.Group{bg}}, nil
+	}
+}
+
+// identityAudit records logins, logouts and failed logins in the audit log. A failed login for
+// an account no organization has names no organization: it is recorded in the organization this
+// control plane created on first start, so that guessing attempts stay in the trail.
+func identityAudit(ctx context.Context, st *sqlstore.Store, l *audit.Service, log *slog.Logger) func(context.Context, store.AuditEntry) {
+	var firstOrg string
+	if err := st.DB().QueryRowContext(ctx, `SELECT org_id FROM bootstrap`).Scan(&firstOrg); err != nil {
+		log.Warn("cannot read the first organization; failed logins of unknown accounts will not be audited", "err", err)
+	}
+	return func(ctx context.Context, e store.AuditEntry) {
+		if e.OrgID == "" {
+			e.OrgID = firstOrg
+		}
+		if e.OrgID == "" {
+			return
+		}
+		if err := l.Append(ctx, e); err != nil {
+			log.ErrorContext(ctx, "cannot record an identity event in the audit log", "action", e.Action, "err", err)
+		}
 	}
 }
