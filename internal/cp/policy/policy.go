@@ -18,10 +18,11 @@ const (
 	EntityAuditLogs = "Audit Logs"
 )
 
-// Wildcard, as a grant's group or region, means every group or every region.
+// Wildcard as a grant's group or region means every group or every region.
 const Wildcard = "*"
 
-// Actions. Read and Write address one runtime group; the others are organization-wide.
+// Action is what a request does. Read and Write address one runtime group; the others are
+// organization-wide.
 type Action string
 
 const (

@@ -41,11 +41,9 @@ func expect(rule, role, method, adminEntity string) outcome {
 		return allow
 	}
 	if rule == "admin-api" {
-		switch {
-		case method == http.MethodGet:
+		rule = "write " + adminEntity
+		if method == http.MethodGet {
 			rule = "read"
-		default:
-			rule = "write " + adminEntity
 		}
 	}
 	switch {
@@ -94,7 +92,12 @@ func TestPolicyTable(t *testing.T) {
 	case err := <-done:
 		t.Fatalf("Run: %v", err)
 	}
-	defer func() { cancel(); <-done }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run after the test: %v", err)
+		}
+	}()
 
 	st, err := sqlstore.Open(context.Background(), so)
 	if err != nil {

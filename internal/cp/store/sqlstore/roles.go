@@ -96,40 +96,13 @@ func (s *Store) DeleteRoleAssignment(ctx context.Context, orgID, subjectType, su
 // of the identity and those teams.
 func (s *Store) GrantsOf(ctx context.Context, orgID, userID string) (store.Grants, error) {
 	var g store.Grants
-	// Administrators made before teams existed carry the role 'admin' on their row; they count
-	// as organization admins until bootstrap moves them into the Organization Admin team.
-	var legacy string
-	err := s.db.QueryRowContext(ctx, s.Rebind(`SELECT role FROM users WHERE id = ? AND org_id = ?`), userID, orgID).Scan(&legacy)
-	if errors.Is(err, sql.ErrNoRows) {
-		return g, nil
-	}
+	subjects, orgAdmin, err := s.teamsOf(ctx, orgID, userID)
 	if err != nil {
 		return g, err
 	}
-	g.OrgAdmin = legacy == "admin"
-	rows, err := s.db.QueryContext(ctx, s.Rebind(`SELECT t.id, t.predefined FROM team_members m JOIN teams t ON t.id = m.team_id
-		WHERE m.user_id = ? AND t.org_id = ?`), userID, orgID)
-	if err != nil {
-		return g, err
-	}
-	subjects := []any{orgID, userID}
-	for rows.Next() {
-		var id, predefined string
-		if err := rows.Scan(&id, &predefined); err != nil {
-			rows.Close()
-			return g, err
-		}
-		if predefined == store.TeamOrganizationAdmin {
-			g.OrgAdmin = true
-		}
-		subjects = append(subjects, id)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return g, err
-	}
+	g.OrgAdmin = orgAdmin
 	q := `SELECT ` + roleCols + ` FROM role_assignments WHERE org_id = ? AND subject_id IN (?` + strings.Repeat(", ?", len(subjects)-2) + `) ORDER BY created_at, id`
-	rows, err = s.db.QueryContext(ctx, s.Rebind(q), subjects...)
+	rows, err := s.db.QueryContext(ctx, s.Rebind(q), subjects...)
 	if err != nil {
 		return g, err
 	}
@@ -158,4 +131,25 @@ func (s *Store) CreateGroupWithAdmin(ctx context.Context, g store.RuntimeGroup, 
 		}
 		return nil
 	})
+}
+
+// teamsOf returns the query arguments (orgID, userID, then the id of every team userID belongs
+// to) and whether one of those teams is the Organization Admin team.
+func (s *Store) teamsOf(ctx context.Context, orgID, userID string) ([]any, bool, error) {
+	rows, err := s.db.QueryContext(ctx, s.Rebind(`SELECT t.id, t.predefined FROM team_members m JOIN teams t ON t.id = m.team_id
+		WHERE m.user_id = ? AND t.org_id = ?`), userID, orgID)
+	if err != nil {
+		return nil, false, err
+	}
+	defer rows.Close()
+	subjects, orgAdmin := []any{orgID, userID}, false
+	for rows.Next() {
+		var id, predefined string
+		if err := rows.Scan(&id, &predefined); err != nil {
+			return nil, false, err
+		}
+		orgAdmin = orgAdmin || predefined == store.TeamOrganizationAdmin
+		subjects = append(subjects, id)
+	}
+	return subjects, orgAdmin, rows.Err()
 }
