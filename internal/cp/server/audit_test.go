@@ -130,6 +130,9 @@ type want struct {
 	status     int
 	// before and after: "" for absent (null), otherwise a substring the side must contain.
 	before, after string
+	// actorID and actorType, when set, replace the administrator as the expected actor of an
+	// event outside a write (a login); such events have no token.
+	actorID, actorType string
 }
 
 // TestAuditLogRecordsEveryWrite makes one write of every kind through the HTTP API of a real
@@ -237,6 +240,37 @@ func TestAuditLogRecordsEveryWrite(t *testing.T) {
 			_, rid = c.must(204, "DELETE", "/v2/runtime-groups/"+g2id, nil)
 			expect(want{rid: rid, action: "delete", entityType: "runtime_groups", entityID: g2id, group: g2id, status: 204, before: `"doomed"`})
 
+			// Identities, teams, memberships, roles, system accounts and their tokens, logins.
+			const userPassword, newPassword = "Viewer-SECRET-pw-123", "Changed-SECRET-pw-456"
+			secrets = append(secrets, userPassword, newPassword)
+			user, rid := c.must(201, "POST", "/v3/users", map[string]any{"email": "Viewer@example.com", "full_name": "Vi Ewer", "password": userPassword})
+			uid := user["id"].(string)
+			expect(want{rid: rid, action: "create", entityType: "users", entityID: uid, status: 201, after: `"email":"viewer@example.com"`})
+			team, rid := c.must(201, "POST", "/v3/teams", map[string]any{"name": "viewers"})
+			tid := team["id"].(string)
+			expect(want{rid: rid, action: "create", entityType: "teams", entityID: tid, status: 201, after: `"name":"viewers"`})
+			_, rid = c.must(201, "POST", "/v3/teams/"+tid+"/users", map[string]any{"id": uid})
+			expect(want{rid: rid, action: "member_add", entityType: "team_members", entityID: tid + ":" + uid, status: 201, after: uid})
+			ra, rid := c.must(201, "POST", "/v3/teams/"+tid+"/assigned-roles", map[string]any{"role_name": "Viewer", "entity_type_name": "Runtime Groups", "entity_id": gid, "entity_region": "us"})
+			raID := ra["id"].(string)
+			expect(want{rid: rid, action: "role_assign", entityType: "role_assignments", entityID: raID, group: gid, status: 201, after: `"role_name":"Viewer"`})
+			sa, rid := c.must(201, "POST", "/v3/system-accounts", map[string]any{"name": "ci-bot"})
+			said := sa["id"].(string)
+			expect(want{rid: rid, action: "create", entityType: "system_accounts", entityID: said, status: 201, after: `"name":"ci-bot"`})
+			sat, rid := c.must(201, "POST", "/v3/system-accounts/"+said+"/access-tokens", map[string]any{"name": "deploy"})
+			secrets = append(secrets, sat["token"].(string))
+			expect(want{rid: rid, action: "token_create", entityType: "system_account_tokens", entityID: sat["id"].(string), status: 201, after: `"name":"deploy"`})
+			_, rid = c.must(204, "DELETE", "/v3/teams/"+tid+"/assigned-roles/"+raID, nil)
+			expect(want{rid: rid, action: "role_remove", entityType: "role_assignments", entityID: raID, group: gid, status: 204, before: `"role_name":"Viewer"`})
+			_, rid = c.must(200, "PATCH", "/v3/users/"+uid, map[string]any{"password": newPassword})
+			expect(want{rid: rid, action: "update", entityType: "users", entityID: uid, status: 200, before: `"password_set":true`, after: `"password_set":true`})
+			_, rid = c.must(401, "POST", "/v3/authenticate", map[string]any{"username": "viewer@example.com", "password": userPassword})
+			expect(want{rid: rid, action: "login_failed", entityType: "sessions", status: 401, actorType: "anonymous"})
+			_, rid = c.must(200, "POST", "/v3/authenticate", map[string]any{"username": "viewer@example.com", "password": newPassword})
+			expect(want{rid: rid, action: "login", entityType: "sessions", status: 200, actorID: uid, actorType: "user"})
+			_, rid = c.must(204, "DELETE", "/v3/teams/"+tid+"/users/"+uid, nil)
+			expect(want{rid: rid, action: "member_remove", entityType: "team_members", entityID: tid + ":" + uid, status: 204, before: uid})
+
 			// Read the whole log, a few entries per page.
 			var entries []map[string]any
 			path := "/v2/audit-logs?page[size]=4"
@@ -283,7 +317,7 @@ func TestAuditLogRecordsEveryWrite(t *testing.T) {
 				"filter[entity_type][eq]=routes":              3,
 				"filter[runtime_group_id]=" + g2id:            2,
 				"filter[action]=delete":                       3,
-				"filter[actor_id]=" + me["id"].(string):       len(wants),
+				"filter[actor_id]=" + me["id"].(string):       len(wants) - 2,
 				"filter[actor_id]=nobody":                     0,
 				"filter[timestamp][gte]=2000-01-01T00:00:00Z": len(wants),
 				"filter[timestamp][lte]=2000-01-01T00:00:00Z": 0,
@@ -314,8 +348,12 @@ func checkEntry(t *testing.T, e map[string]any, w want, actorID string) {
 	if int(e["status"].(float64)) != w.status {
 		t.Errorf("status %v, want %d", e["status"], w.status)
 	}
-	if str("actor_id") != actorID || str("actor_type") != "user" || str("token_id") == "" || str("source_address") != "127.0.0.1" ||
-		str("user_agent") != "audit-test/1.0" || str("http_method") == "" || !strings.HasPrefix(str("path"), "/v2/") || str("id") == "" {
+	wantActor, wantType, wantToken := actorID, "user", true
+	if w.actorType != "" {
+		wantActor, wantType, wantToken = w.actorID, w.actorType, false
+	}
+	if (wantActor != "" && str("actor_id") != wantActor) || str("actor_type") != wantType || (str("token_id") != "") != wantToken ||
+		str("source_address") != "127.0.0.1" || str("user_agent") != "audit-test/1.0" || str("http_method") == "" || !strings.HasPrefix(str("path"), "/v") || str("id") == "" {
 		t.Errorf("request fields: %v", e)
 	}
 	for _, side := range []struct{ name, want string }{{"before", w.before}, {"after", w.after}} {

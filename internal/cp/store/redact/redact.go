@@ -38,6 +38,7 @@ var secretFields = map[string][]string{
 	"system_accounts":        {"password_hash"},
 	"personal_access_tokens": {"token", "hash"},
 	"access_tokens":          {"token", "hash"},
+	"system_account_tokens":  {"token", "hash"},
 	"enrollment_tokens":      {"token", "token_hash", "hash"},
 	"dp_client_certificates": {"key", "private_key"},
 	"sessions":               {"id", "csrf_token"},

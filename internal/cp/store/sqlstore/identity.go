@@ -53,7 +53,7 @@ func insertUser(ctx context.Context, s *Store, tx *sql.Tx, u store.User) error {
 	if err != nil {
 		return fmt.Errorf("create user: %w", err)
 	}
-	return nil
+	return recordUser(ctx, s, tx, store.ActionCreate, nil, &u)
 }
 
 // systemAccountNameFree reports ErrConflict when another system account of the organization has
@@ -246,7 +246,10 @@ func (s *Store) UpdateUser(ctx context.Context, orgID, kind, id string, fn func(
 		u.UpdatedAt = time.Now().UTC()
 		_, err = tx.ExecContext(ctx, s.Rebind(`UPDATE users SET name = ?, email = ?, full_name = ?, description = ?, active = ?, password_hash = ?, updated_at = ? WHERE id = ?`),
 			u.Name, u.Email, u.FullName, u.Description, u.Active, u.PasswordHash, toDB(u.UpdatedAt), u.ID)
-		return err
+		if err != nil {
+			return err
+		}
+		return recordUser(ctx, s, tx, store.ActionUpdate, &before, &u)
 	})
 	return u, err
 }
@@ -256,14 +259,17 @@ func (s *Store) UpdateUser(ctx context.Context, orgID, kind, id string, fn func(
 // is a user or a team), so they are deleted here.
 func (s *Store) DeleteUser(ctx context.Context, orgID, kind, id string) error {
 	return s.inTx(ctx, func(tx *sql.Tx) error {
-		if _, err := getUser(ctx, s, tx, orgID, kind, id, ""); err != nil {
+		before, err := getUser(ctx, s, tx, orgID, kind, id, "")
+		if err != nil {
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, s.Rebind(`DELETE FROM role_assignments WHERE org_id = ? AND subject_type = 'user' AND subject_id = ?`), orgID, id); err != nil {
 			return err
 		}
-		_, err := tx.ExecContext(ctx, s.Rebind(`DELETE FROM users WHERE id = ?`), id)
-		return err
+		if _, err := tx.ExecContext(ctx, s.Rebind(`DELETE FROM users WHERE id = ?`), id); err != nil {
+			return err
+		}
+		return recordUser(ctx, s, tx, store.ActionDelete, &before, nil)
 	})
 }
 
@@ -286,7 +292,7 @@ func insertTeam(ctx context.Context, s *Store, tx *sql.Tx, t store.Team) error {
 	if err != nil {
 		return fmt.Errorf("create team: %w", err)
 	}
-	return nil
+	return recordTeam(ctx, s, tx, store.ActionCreate, nil, &t)
 }
 
 // CreateTeam implements store.Store.
@@ -355,8 +361,10 @@ func (s *Store) UpdateTeam(ctx context.Context, orgID, id string, fn func(*store
 			return fmt.Errorf("the predefined team %q cannot be renamed: %w", before.Name, store.ErrPredefinedTeam)
 		}
 		t.UpdatedAt = time.Now().UTC()
-		_, err = tx.ExecContext(ctx, s.Rebind(`UPDATE teams SET name = ?, description = ?, updated_at = ? WHERE id = ?`), t.Name, t.Description, toDB(t.UpdatedAt), t.ID)
-		return err
+		if _, err = tx.ExecContext(ctx, s.Rebind(`UPDATE teams SET name = ?, description = ?, updated_at = ? WHERE id = ?`), t.Name, t.Description, toDB(t.UpdatedAt), t.ID); err != nil {
+			return err
+		}
+		return recordTeam(ctx, s, tx, store.ActionUpdate, &before, &t)
 	})
 	return t, err
 }
@@ -374,29 +382,35 @@ func (s *Store) DeleteTeam(ctx context.Context, orgID, id string) error {
 		if _, err := tx.ExecContext(ctx, s.Rebind(`DELETE FROM role_assignments WHERE org_id = ? AND subject_type = 'team' AND subject_id = ?`), orgID, id); err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, s.Rebind(`DELETE FROM teams WHERE id = ?`), id)
-		return err
+		if _, err = tx.ExecContext(ctx, s.Rebind(`DELETE FROM teams WHERE id = ?`), id); err != nil {
+			return err
+		}
+		return recordTeam(ctx, s, tx, store.ActionDelete, &t, nil)
 	})
 }
 
 // AddTeamMember implements store.Store.
 func (s *Store) AddTeamMember(ctx context.Context, orgID, teamID, kind, userID string, at time.Time) error {
 	return s.inTx(ctx, func(tx *sql.Tx) error {
-		if _, err := getTeam(ctx, s, tx, orgID, teamID, ""); err != nil {
+		team, err := getTeam(ctx, s, tx, orgID, teamID, "")
+		if err != nil {
 			return err
 		}
 		if _, err := getUser(ctx, s, tx, orgID, kind, userID, ""); err != nil {
 			return err
 		}
-		_, err := tx.ExecContext(ctx, s.Rebind(`INSERT INTO team_members (team_id, user_id, created_at) VALUES (?, ?, ?)`), teamID, userID, toDB(at))
-		return err
+		if _, err := tx.ExecContext(ctx, s.Rebind(`INSERT INTO team_members (team_id, user_id, created_at) VALUES (?, ?, ?)`), teamID, userID, toDB(at)); err != nil {
+			return err
+		}
+		return recordMember(ctx, s, tx, AuditMemberAdd, team, userID)
 	})
 }
 
 // RemoveTeamMember implements store.Store.
 func (s *Store) RemoveTeamMember(ctx context.Context, orgID, teamID, kind, userID string) error {
 	return s.inTx(ctx, func(tx *sql.Tx) error {
-		if _, err := getTeam(ctx, s, tx, orgID, teamID, ""); err != nil {
+		team, err := getTeam(ctx, s, tx, orgID, teamID, "")
+		if err != nil {
 			return err
 		}
 		cond, kargs := kindCond(kind)
@@ -408,7 +422,7 @@ func (s *Store) RemoveTeamMember(ctx context.Context, orgID, teamID, kind, userI
 		if n, _ := r.RowsAffected(); n == 0 {
 			return fmt.Errorf("member %s of team %s: %w", userID, teamID, store.ErrNotFound)
 		}
-		return nil
+		return recordMember(ctx, s, tx, AuditMemberRemove, team, userID)
 	})
 }
 

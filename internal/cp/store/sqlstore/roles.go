@@ -50,7 +50,7 @@ func insertRole(ctx context.Context, s *Store, tx *sql.Tx, a store.RoleAssignmen
 	if err != nil {
 		return fmt.Errorf("assign role: %w", s.mapErr(err))
 	}
-	return nil
+	return recordRole(ctx, s, tx, AuditRoleAssign, a)
 }
 
 // CreateRoleAssignment implements store.Roles.
@@ -80,15 +80,18 @@ func (s *Store) ListRoleAssignments(ctx context.Context, orgID, subjectType, sub
 // DeleteRoleAssignment implements store.Roles.
 func (s *Store) DeleteRoleAssignment(ctx context.Context, orgID, subjectType, subjectID, id string) error {
 	return s.inTx(ctx, func(tx *sql.Tx) error {
-		r, err := tx.ExecContext(ctx, s.Rebind(`DELETE FROM role_assignments WHERE org_id = ? AND subject_type = ? AND subject_id = ? AND id = ?`),
-			orgID, subjectType, subjectID, id)
+		a, err := scanRole(tx.QueryRowContext(ctx, s.Rebind(`SELECT `+roleCols+` FROM role_assignments WHERE org_id = ? AND subject_type = ? AND subject_id = ? AND id = ?`),
+			orgID, subjectType, subjectID, id))
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("role assignment %s: %w", id, store.ErrNotFound)
+		}
 		if err != nil {
 			return err
 		}
-		if n, _ := r.RowsAffected(); n == 0 {
-			return fmt.Errorf("role assignment %s: %w", id, store.ErrNotFound)
+		if _, err := tx.ExecContext(ctx, s.Rebind(`DELETE FROM role_assignments WHERE id = ?`), id); err != nil {
+			return err
 		}
-		return nil
+		return recordRole(ctx, s, tx, AuditRoleRemove, a)
 	})
 }
 

@@ -51,7 +51,11 @@ func (s *Store) CreateToken(ctx context.Context, t store.Token) error {
 		if err := insertToken(ctx, s, tx, t); err != nil {
 			return err
 		}
-		return s.RecordAudit(ctx, tx, store.AuditChange{Action: AuditTokenCreate, EntityType: AuditPersonalAccessTokens,
+		typ, err := tokenAuditType(ctx, s, tx, t.UserID)
+		if err != nil {
+			return err
+		}
+		return s.RecordAudit(ctx, tx, store.AuditChange{Action: AuditTokenCreate, EntityType: typ,
 			EntityID: t.ID, EntityName: t.Name, After: tokenAuditDoc(t)})
 	})
 }
@@ -109,7 +113,11 @@ func (s *Store) RevokeToken(ctx context.Context, orgID, userID, id string, at ti
 		// A token revoked before keeps its first revocation: before and after are the same.
 		b := after
 		b.RevokedAt = fromDBNull(before)
-		return s.RecordAudit(ctx, tx, store.AuditChange{Action: AuditTokenRevoke, EntityType: AuditPersonalAccessTokens,
+		typ, err := tokenAuditType(ctx, s, tx, userID)
+		if err != nil {
+			return err
+		}
+		return s.RecordAudit(ctx, tx, store.AuditChange{Action: AuditTokenRevoke, EntityType: typ,
 			EntityID: id, EntityName: after.Name, Before: tokenAuditDoc(b), After: tokenAuditDoc(after)})
 	})
 }
