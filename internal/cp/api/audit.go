@@ -22,8 +22,9 @@ import (
 // a process that dies in between leaves the predicted status.
 //
 // Failures. A request that fails writes nothing, and so records nothing, except a request
-// refused with 403: that is recorded as its own entry (action "denied", status 403, no entity),
-// outside any transaction, because attempts to do what one may not are part of the trail.
+// refused with 403: that is recorded as its own entry (action "denied", status 403, the group of
+// its route if any) outside any transaction, because attempts to do what one may not are part of
+// the trail.
 // Requests refused with 401 are not recorded: they name no actor, and recording them would let
 // anyone fill the log; failed logins are recorded by the login endpoint itself.
 
@@ -87,7 +88,9 @@ func (a *API) audited(next http.Handler) http.Handler {
 				a.log.WarnContext(ctx, "cannot correct the status of an audit entry", "entry", e.ID, "status", status, "err", err)
 			}
 		case e.ID == "" && status == http.StatusForbidden:
-			e.Action, e.Status = store.ActionDenied, status
+			// A refused request names its group when its route has one (a group the caller may
+			// not see answers 404, so a 403 never reveals one).
+			e.Action, e.Status, e.GroupID = store.ActionDenied, status, r.PathValue("groupId")
 			if err := a.auditLog.AppendAudit(ctx, e); err != nil {
 				a.log.WarnContext(ctx, "cannot record a refused request in the audit log", "request_id", e.RequestID, "err", err)
 			}

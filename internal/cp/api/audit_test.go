@@ -40,10 +40,10 @@ func TestAuditOfRequests(t *testing.T) {
 			}
 			w.WriteHeader(http.StatusAccepted)
 		}))
-		a.Mount("POST /test/forbidden", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		a.Mount("POST /test/{groupId}/forbidden", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			api.WriteProblem(w, r, &api.Problem{Status: http.StatusForbidden, Detail: "no"})
 		}))
-		a.Mount("GET /test/forbidden", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		a.Mount("GET /test/{groupId}/forbidden", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			api.WriteProblem(w, r, &api.Problem{Status: http.StatusForbidden, Detail: "no"})
 		}))
 		a.Mount("DELETE /test/invalid", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -69,11 +69,11 @@ func TestAuditOfRequests(t *testing.T) {
 			status              int
 		}{
 			{"POST", "/test/accepted", token, 202},
-			{"POST", "/test/forbidden", token, 403},
-			{"GET", "/test/forbidden", token, 403},
+			{"POST", "/test/g1/forbidden", token, 403},
+			{"GET", "/test/g1/forbidden", token, 403},
 			{"DELETE", "/test/invalid", token, 400},
-			{"POST", "/test/forbidden", "", 401},
-			{"POST", "/test/forbidden", "gpat_unknown", 401},
+			{"POST", "/test/g1/forbidden", "", 401},
+			{"POST", "/test/g1/forbidden", "gpat_unknown", 401},
 		} {
 			if got := send(c.method, c.path, c.token); got != c.status {
 				t.Fatalf("%s %s = %d, want %d", c.method, c.path, got, c.status)
@@ -86,11 +86,14 @@ func TestAuditOfRequests(t *testing.T) {
 		var got []string
 		for _, e := range entries {
 			got = append(got, e.RequestID+" "+e.Action+" "+http.StatusText(e.Status))
+			if e.Action == store.ActionDenied && e.GroupID != "g1" {
+				t.Errorf("the denial does not name the route's group: %+v", e)
+			}
 			if e.ActorID != res.Admin.ID || e.TokenID == "" || e.ActorType != store.KindUser || e.SourceAddr != "127.0.0.1" {
 				t.Errorf("actor fields of %+v", e)
 			}
 		}
-		want := "POST/test/forbidden denied Forbidden|POST/test/accepted create Accepted"
+		want := "POST/test/g1/forbidden denied Forbidden|POST/test/accepted create Accepted"
 		if strings.Join(got, "|") != want {
 			t.Fatalf("entries:\n%s\nwant:\n%s", strings.Join(got, "|"), want)
 		}

@@ -133,6 +133,8 @@ type want struct {
 	// actorID and actorType, when set, replace the administrator as the expected actor of an
 	// event outside a write (a login); such events have no token.
 	actorID, actorType string
+	// hasToken says that such an actor authenticated with a token.
+	hasToken bool
 }
 
 // TestAuditLogRecordsEveryWrite makes one write of every kind through the HTTP API of a real
@@ -260,6 +262,10 @@ func TestAuditLogRecordsEveryWrite(t *testing.T) {
 			sat, rid := c.must(201, "POST", "/v3/system-accounts/"+said+"/access-tokens", map[string]any{"name": "deploy"})
 			secrets = append(secrets, sat["token"].(string))
 			expect(want{rid: rid, action: "token_create", entityType: "system_account_tokens", entityID: sat["id"].(string), status: 201, after: `"name":"deploy"`})
+			// A refused request changes nothing and is recorded as a denial of its actor.
+			bot := &auditClient{t: t, base: c.base, token: sat["token"].(string), n: 1000}
+			_, rid = bot.must(403, "POST", "/v2/runtime-groups", map[string]any{"name": "not-allowed"})
+			expect(want{rid: rid, action: "denied", status: 403, actorID: said, actorType: "system_account", hasToken: true})
 			_, rid = c.must(204, "DELETE", "/v3/teams/"+tid+"/assigned-roles/"+raID, nil)
 			expect(want{rid: rid, action: "role_remove", entityType: "role_assignments", entityID: raID, group: gid, status: 204, before: `"role_name":"Viewer"`})
 			_, rid = c.must(200, "PATCH", "/v3/users/"+uid, map[string]any{"password": newPassword})
@@ -317,7 +323,7 @@ func TestAuditLogRecordsEveryWrite(t *testing.T) {
 				"filter[entity_type][eq]=routes":              3,
 				"filter[runtime_group_id]=" + g2id:            2,
 				"filter[action]=delete":                       3,
-				"filter[actor_id]=" + me["id"].(string):       len(wants) - 2,
+				"filter[actor_id]=" + me["id"].(string):       len(wants) - 3,
 				"filter[actor_id]=nobody":                     0,
 				"filter[timestamp][gte]=2000-01-01T00:00:00Z": len(wants),
 				"filter[timestamp][lte]=2000-01-01T00:00:00Z": 0,
@@ -350,7 +356,7 @@ func checkEntry(t *testing.T, e map[string]any, w want, actorID string) {
 	}
 	wantActor, wantType, wantToken := actorID, "user", true
 	if w.actorType != "" {
-		wantActor, wantType, wantToken = w.actorID, w.actorType, false
+		wantActor, wantType, wantToken = w.actorID, w.actorType, w.hasToken
 	}
 	if (wantActor != "" && str("actor_id") != wantActor) || str("actor_type") != wantType || (str("token_id") != "") != wantToken ||
 		str("source_address") != "127.0.0.1" || str("user_agent") != "audit-test/1.0" || str("http_method") == "" || !strings.HasPrefix(str("path"), "/v") || str("id") == "" {
