@@ -259,3 +259,22 @@ func TestAuditAfterWaitsForRunningTransactions(t *testing.T) {
 		t.Fatalf("after commit: %+v, %v", es, err)
 	}
 }
+
+// TestAuditFailureRollsBackTheWrite: the entry is part of the write's transaction, so a write
+// whose entry cannot be recorded is not made either.
+func TestAuditFailureRollsBackTheWrite(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, s *sqlstore.Store) {
+		org := bootstrap(t, s).Org.ID
+		// An organization that does not exist fails the entry's foreign key.
+		ctx := store.WithPendingAudit(context.Background(), &store.AuditEntry{OrgID: "no-such-organization", Method: http.MethodPost})
+		g := store.RuntimeGroup{ID: "7d1e6b7e-0000-4000-8000-000000000001", OrgID: org, Region: "us", Name: "unrecorded",
+			ClusterType: "CLUSTER_TYPE_CONTROL_PLANE", AuthType: "pinned_client_certs", Labels: map[string]string{"a": "b"},
+			CreatedAt: time.Now(), UpdatedAt: time.Now()}
+		if err := s.CreateGroup(ctx, g); err == nil {
+			t.Fatal("the write succeeded without its audit entry")
+		}
+		if _, err := s.GetGroup(context.Background(), org, g.ID); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("the group was written: %v", err)
+		}
+	})
+}
