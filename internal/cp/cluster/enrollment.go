@@ -234,7 +234,11 @@ func (c *Cluster) Enroll(ctx context.Context, token, csrPEM, hostname string) (c
 		if hostname != "" {
 			title = "enrolled by " + truncate(hostname)
 		}
-		if err := c.insertPin(ctx, tx, enrolledPin(t.GroupID, title, cert, leaf, now, t.Labels, t.ID)); err != nil {
+		pin := enrolledPin(t.GroupID, title, cert, leaf, now, t.Labels, t.ID)
+		if err := c.insertPin(ctx, tx, pin); err != nil {
+			return err
+		}
+		if err := c.recordInstancePin(ctx, tx, AuditActorEnrollmentToken, t.ID, t.Hint, AuditEnroll, pin); err != nil {
 			return err
 		}
 		certPEM, groupID = string(cert), t.GroupID
@@ -298,7 +302,7 @@ func (c *Cluster) serveEnroll(w http.ResponseWriter, r *http.Request) {
 		writeMessage(w, http.StatusBadRequest, "the enrollment request must be JSON: {\"token\": …, \"csr\": …}")
 		return
 	}
-	cert, ca, group, err := c.Enroll(r.Context(), req.Token, req.CSR, req.Hostname)
+	cert, ca, group, err := c.Enroll(withInstanceAudit(r), req.Token, req.CSR, req.Hostname)
 	var ee *EnrollError
 	switch {
 	case errors.As(err, &ee):
@@ -405,10 +409,50 @@ func (c *Cluster) Renew(ctx context.Context, id peerIdentity, csrPEM string) (ce
 	if err != nil {
 		return "", "", err
 	}
-	if err := c.insertPin(ctx, c.st.DB(), enrolledPin(old.GroupID, "renewed: "+truncate(old.Title), cert, leaf, now, old.Labels, old.EnrollmentTokenID)); err != nil {
+	pin := enrolledPin(old.GroupID, "renewed: "+truncate(old.Title), cert, leaf, now, old.Labels, old.EnrollmentTokenID)
+	err = c.st.InTx(ctx, func(tx *sql.Tx) error {
+		if err := c.insertPin(ctx, tx, pin); err != nil {
+			return err
+		}
+		return c.recordInstancePin(ctx, tx, AuditActorCertificate, old.ID, old.Title, AuditRenew, pin)
+	})
+	if err != nil {
 		return "", "", err
 	}
 	return string(cert), string(c.ca.certPEM), nil
+}
+
+// Audit of the certificates instances obtain themselves: the actor is the credential they
+// present (an enrollment token, or the pinned certificate being renewed), not a user.
+const (
+	AuditEnroll = "enroll"
+	AuditRenew  = "renew"
+
+	AuditActorEnrollmentToken = "enrollment_token"
+	AuditActorCertificate     = "dp_client_certificate"
+)
+
+// recordInstancePin records, in tx, a certificate pinned for an instance by its own request:
+// the cluster listener attached the request's pending entry (source address, user agent) to
+// ctx; the organization is the group's.
+func (c *Cluster) recordInstancePin(ctx context.Context, tx *sql.Tx, actorType, actorID, actorName, action string, pin Certificate) error {
+	p := store.PendingAudit(ctx)
+	if p == nil {
+		return nil
+	}
+	if err := tx.QueryRowContext(ctx, c.st.Rebind(`SELECT org_id FROM runtime_groups WHERE id = ?`), pin.GroupID).Scan(&p.OrgID); err != nil {
+		return err
+	}
+	p.ActorType, p.ActorID, p.ActorName = actorType, actorID, actorName
+	return c.st.RecordAudit(ctx, tx, store.AuditChange{Action: action, GroupID: pin.GroupID, EntityType: AuditCertificates,
+		EntityID: pin.ID, EntityName: pin.Title, After: pin, Status: http.StatusOK})
+}
+
+// withInstanceAudit attaches to r's context the pending audit entry of an instance's own
+// request (enrollment, renewal).
+func withInstanceAudit(r *http.Request) context.Context {
+	e := api.RequestAudit(r)
+	return store.WithPendingAudit(r.Context(), &e)
 }
 
 // serveRenew handles POST wire.RenewPath from an instance authenticated by its pinned certificate.
@@ -419,7 +463,7 @@ func (c *Cluster) serveRenew(w http.ResponseWriter, r *http.Request, id peerIden
 		writeMessage(w, http.StatusBadRequest, "the renewal request must be JSON: {\"csr\": …}")
 		return
 	}
-	cert, ca, err := c.Renew(r.Context(), id, req.CSR)
+	cert, ca, err := c.Renew(withInstanceAudit(r), id, req.CSR)
 	var ee *EnrollError
 	switch {
 	case errors.As(err, &ee):
