@@ -32,7 +32,9 @@ import (
 // attempt's time are stored, so the back-off survives restarts and moves with the job between
 // control plane processes). Delivery is at least once: an endpoint that accepted a batch whose
 // answer was lost gets it again. Entries pruned by retention before they were delivered are
-// lost to the webhook.
+// lost to the webhook. On PostgreSQL an entry is sent only once every transaction older than its
+// own has ended (see sqlstore.Store.AuditAfter), so a long-running writing transaction on the
+// database server delays deliveries until it ends; it never makes them skip an entry.
 
 // SignatureHeader carries the signature of each delivery: "sha256=" and the hex HMAC-SHA256 of
 // the body under the webhook's secret.
