@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/gantry-gw/gantry/internal/cp/store"
+	"github.com/gantry-gw/gantry/internal/cp/store/redact"
 )
 
 // Audit trail of requests. Every authenticated request with an unsafe method (POST, PUT, PATCH,
@@ -36,7 +37,8 @@ func RequestAudit(r *http.Request) store.AuditEntry {
 	e := store.AuditEntry{
 		Timestamp: time.Now().UTC(),
 		Method:    r.Method,
-		Path:      r.URL.Path,
+		// A key-auth credential may be addressed by its key: the path is redacted too.
+		Path:      redact.Path(r.URL.Path),
 		RequestID: requestID(r),
 		SourceAddr: func() string {
 			if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {

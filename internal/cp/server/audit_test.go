@@ -171,6 +171,9 @@ func TestAuditLogRecordsEveryWrite(t *testing.T) {
 			const kaKey = "ka-SECRET-key-auth-0123456789"
 			ka, rid := c.must(201, "POST", ce+"/consumers/"+cid+"/key-auth", map[string]any{"key": kaKey})
 			expect(want{rid: rid, action: "create", entityType: "keyauth_credentials", entityID: ka["id"].(string), group: gid, status: 201, after: `"consumer"`})
+			// Addressed by its key, which the path then holds.
+			_, rid = c.must(200, "PATCH", ce+"/consumers/"+cid+"/key-auth/"+kaKey, map[string]any{"tags": []string{"rotated"}})
+			expect(want{rid: rid, action: "update", entityType: "keyauth_credentials", entityID: ka["id"].(string), group: gid, status: 200, before: `"key":"[redacted]"`, after: `"rotated"`})
 			const baPassword = "ba-SECRET-password-0123456789"
 			ba, rid := c.must(201, "POST", ce+"/consumers/"+cid+"/basic-auth", map[string]any{"username": "alice-basic", "password": baPassword})
 			expect(want{rid: rid, action: "create", entityType: "basicauth_credentials", entityID: ba["id"].(string), group: gid, status: 201, after: `"alice-basic"`})

@@ -232,3 +232,23 @@ func IsSecretField(entityType, field string) bool {
 	}
 	return false
 }
+
+// secretPathCollections are Admin API collections whose entities can be addressed by their
+// secret: a key-auth credential by its key (/consumers/{c}/key-auth/{key}, /key-auths/{key}).
+var secretPathCollections = map[string]bool{"key-auth": true, "key-auths": true}
+
+// Path returns an HTTP path with the segments that may be a secret replaced by Mask: the
+// segment after a collection whose entities are addressed by their secret.
+func Path(p string) string {
+	segs := strings.Split(p, "/")
+	changed := false
+	for i := 1; i < len(segs); i++ {
+		if secretPathCollections[segs[i-1]] && segs[i] != "" {
+			segs[i], changed = Mask, true
+		}
+	}
+	if !changed {
+		return p
+	}
+	return strings.Join(segs, "/")
+}

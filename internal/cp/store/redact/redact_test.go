@@ -155,3 +155,16 @@ func TestIsSecretField(t *testing.T) {
 		}
 	}
 }
+
+func TestPath(t *testing.T) {
+	for in, want := range map[string]string{
+		"/v2/runtime-groups/g/core-entities/consumers/c/key-auth/ka-secret": "/v2/runtime-groups/g/core-entities/consumers/c/key-auth/" + Mask,
+		"/v2/runtime-groups/g/core-entities/key-auths/ka-secret/consumer":   "/v2/runtime-groups/g/core-entities/key-auths/" + Mask + "/consumer",
+		"/v2/runtime-groups/g/core-entities/consumers/c/key-auth":           "/v2/runtime-groups/g/core-entities/consumers/c/key-auth",
+		"/v2/runtime-groups/g/core-entities/consumers/c/basic-auth/bob":     "/v2/runtime-groups/g/core-entities/consumers/c/basic-auth/bob",
+	} {
+		if got := Path(in); got != want {
+			t.Errorf("Path(%s) = %s, want %s", in, got, want)
+		}
+	}
+}
