@@ -280,6 +280,7 @@ services:
     - /checkout
 `)
 	r := d.run(t, s.group, "sync", file)
+	t.Logf("deck sync as Route Admin exited %d:\n%s%s", r.code, r.stdout, r.stderr)
 	if r.code == 0 || !strings.Contains(r.stdout+r.stderr, "403") {
 		t.Fatalf("sync creating a service as Route Admin: exit %d, want a failure naming the 403\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
 	}
