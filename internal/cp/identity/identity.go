@@ -151,6 +151,8 @@ func (s *Service) fail(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.Is(err, store.ErrPredefinedTeam):
 		msg := strings.TrimSuffix(err.Error(), ": "+store.ErrPredefinedTeam.Error())
 		p = &api.Problem{Status: http.StatusBadRequest, Detail: upperFirst(msg) + ": the predefined teams Organization Admin and Runtime Admin always exist under their names."}
+	case errors.Is(err, store.ErrLastOrgAdmin):
+		p = &api.Problem{Status: http.StatusConflict, Detail: "The organization needs at least one active user in the Organization Admin team: add another before removing this one."}
 	case errors.Is(err, store.ErrNotFound):
 		p = &api.Problem{Status: http.StatusNotFound, Detail: "The requested resource was not found."}
 	case errors.Is(err, store.ErrConflict):

@@ -366,6 +366,18 @@ func TestIdentityAPI(t *testing.T) {
 		annAdmin := e.admin("POST", "/v3/users", map[string]any{"email": "second@example.com", "password": "Second password 1"})
 		wantStatus(t, annAdmin, 201)
 		oa := e.admin("GET", "/v3/teams?filter[name]=Organization%20Admin", nil).body["data"].([]any)[0].(map[string]any)["id"].(string)
+		// The organization keeps at least one active user among its Organization Admins.
+		last := e.admin("DELETE", "/v3/teams/"+oa+"/users/"+e.adminUser.ID, nil)
+		wantStatus(t, last, 409)
+		if !strings.Contains(last.body["detail"].(string), "at least one active user in the Organization Admin team") {
+			t.Fatalf("removing the last organization admin: %s", last.raw)
+		}
+		if r := e.admin("GET", "/v3/teams/"+oa+"/users", nil); !strings.Contains(r.raw, e.adminUser.ID) {
+			t.Fatalf("the refused removal removed the member: %s", r.raw)
+		}
+		wantStatus(t, e.admin("POST", "/v3/teams/"+oa+"/users", map[string]any{"id": annAdmin.body["id"]}), 201)
+		// With another admin left, a member may leave the team.
+		wantStatus(t, e.admin("DELETE", "/v3/teams/"+oa+"/users/"+annAdmin.body["id"].(string), nil), 204)
 		wantStatus(t, e.admin("POST", "/v3/teams/"+oa+"/users", map[string]any{"id": annAdmin.body["id"]}), 201)
 		secondCookie, secondLogin := e.login("second@example.com", "Second password 1")
 		wantStatus(t, secondLogin, 200)

@@ -9,6 +9,10 @@ import (
 // ErrPredefinedTeam means the operation would delete or rename a predefined team.
 var ErrPredefinedTeam = errors.New("predefined team")
 
+// ErrLastOrgAdmin means the operation would leave the organization without an active member of
+// its Organization Admin team, and so without anyone able to manage identities.
+var ErrLastOrgAdmin = errors.New("last organization admin")
+
 // PredefinedTeam describes a team every organization has from bootstrap on.
 type PredefinedTeam struct {
 	Duty        string

@@ -422,6 +422,16 @@ func (s *Store) RemoveTeamMember(ctx context.Context, orgID, teamID, kind, userI
 		if n, _ := r.RowsAffected(); n == 0 {
 			return fmt.Errorf("member %s of team %s: %w", userID, teamID, store.ErrNotFound)
 		}
+		if team.Predefined == store.TeamOrganizationAdmin {
+			var left int
+			if err := tx.QueryRowContext(ctx, s.Rebind(`SELECT COUNT(*) FROM team_members m JOIN users u ON u.id = m.user_id
+				WHERE m.team_id = ? AND u.active AND u.kind = ?`), teamID, store.KindUser).Scan(&left); err != nil {
+				return err
+			}
+			if left == 0 {
+				return fmt.Errorf("remove the last active user of the Organization Admin team: %w", store.ErrLastOrgAdmin)
+			}
+		}
 		return recordMember(ctx, s, tx, AuditMemberRemove, team, userID)
 	})
 }
