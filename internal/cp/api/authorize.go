@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -157,6 +158,23 @@ func RouteRule(pattern string) string {
 	default:
 		return string(r.action)
 	}
+}
+
+// UnusedRules lists the rules of routeRules that none of mounted (patterns as Routes returns
+// them) uses: a rule left behind by a route that was removed or renamed.
+func UnusedRules(mounted []string) []string {
+	used := map[string]bool{}
+	for _, p := range mounted {
+		used[ruleKey(p)] = true
+	}
+	var out []string
+	for k := range routeRules {
+		if !used[k] {
+			out = append(out, k)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // Routes lists every pattern mounted behind authentication, in mounting order.

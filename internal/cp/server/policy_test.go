@@ -175,6 +175,9 @@ func TestPolicyTable(t *testing.T) {
 	if len(routes) < 50 {
 		t.Fatalf("only %d routes mounted: %v", len(routes), routes)
 	}
+	if unused := api.UnusedRules(routes); len(unused) > 0 {
+		t.Errorf("rules for routes that are not mounted: %v", unused)
+	}
 	for _, pattern := range routes {
 		rule := api.RouteRule(pattern)
 		if rule == "" {
