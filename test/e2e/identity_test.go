@@ -288,3 +288,43 @@ services:
 		t.Fatalf("services after the refused sync: %v", got)
 	}
 }
+
+// TestRoleChangesReachEveryProcess revokes a role through one control plane process while
+// another serves the identity from its cached grants: the other process refuses the next
+// requests within seconds (the database announces the change), well before its 30 s cache would
+// have expired on its own.
+func TestRoleChangesReachEveryProcess(t *testing.T) {
+	h := newHACluster(t, storetest.NewPostgresDatabase(t), 2)
+	a := &client{t: t, base: h.slots[0].cp.base, token: h.token}
+	group := a.must(201, "POST", "/v2/runtime-groups", map[string]any{"name": "shared"})["id"].(string)
+	robot := a.must(201, "POST", "/v3/system-accounts", map[string]any{"name": "ci"})["id"].(string)
+	role := a.must(201, "POST", "/v3/system-accounts/"+robot+"/assigned-roles",
+		map[string]any{"role_name": "Viewer", "entity_type_name": "Runtime Groups", "entity_id": group, "entity_region": "*"})["id"].(string)
+	tok := a.must(201, "POST", "/v3/system-accounts/"+robot+"/access-tokens", map[string]any{"name": "ci"})["token"].(string)
+	b := &client{t: t, base: h.slots[1].cp.base, token: tok}
+	b.must(200, "GET", "/v2/runtime-groups/"+group, nil) // process b now caches the grants
+
+	a.must(204, "DELETE", "/v3/system-accounts/"+robot+"/assigned-roles/"+role, nil)
+	revoked := time.Now()
+	for b.do("GET", "/v2/runtime-groups/"+group, nil).status != 404 {
+		if time.Since(revoked) > 10*time.Second {
+			t.Fatal("the other process still serves the revoked role after 10 s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("the other process applied the revocation after %s", time.Since(revoked).Round(time.Millisecond))
+
+	// And the other way round: a role granted through b applies on a.
+	a2 := &client{t: t, base: h.slots[0].cp.base, token: tok}
+	a2.must(404, "GET", "/v2/runtime-groups/"+group, nil)
+	bAdmin := &client{t: t, base: h.slots[1].cp.base, token: h.token}
+	bAdmin.must(201, "POST", "/v3/system-accounts/"+robot+"/assigned-roles",
+		map[string]any{"role_name": "Viewer", "entity_type_name": "Runtime Groups", "entity_id": group, "entity_region": "*"})
+	granted := time.Now()
+	for a2.do("GET", "/v2/runtime-groups/"+group, nil).status != 200 {
+		if time.Since(granted) > 10*time.Second {
+			t.Fatal("the first process does not apply a role granted through the other after 10 s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -269,9 +269,10 @@ func adminSegments(path string) []string {
 }
 
 // DefaultGrantsTTL is how long a process reuses an identity's grants before reading them again.
-// Changes made through this process take effect at once; changes made through another control
-// plane process sharing the database take effect here within this time.
-const DefaultGrantsTTL = time.Second
+// Changes made through this process apply at once (InvalidateGrants); on PostgreSQL, other
+// processes announce theirs (the server calls InvalidateGrants on each announcement), so the TTL
+// only bounds how long a change can go unseen while announcements are interrupted.
+const DefaultGrantsTTL = 30 * time.Second
 
 // grantsCache keeps each identity's policy subject for the grants TTL, so that authorization
 // costs no query on most requests.

@@ -218,6 +218,19 @@ func Run(ctx context.Context, opts Options) error {
 		return err
 	}
 	auditLog.Mount(a)
+	// Other processes sharing a PostgreSQL database announce changes of roles, teams and
+	// memberships; this one then reads the grants it cached again.
+	if st.Dialect() == "postgres" {
+		gctx, gcancel := context.WithCancel(ctx)
+		gdone := make(chan struct{})
+		go func() {
+			defer close(gdone)
+			if err := st.ListenRevisions(gctx, sqlstore.ListenOptions{OnGrants: a.InvalidateGrants}); err != nil {
+				log.Error("grant notifications", "err", err)
+			}
+		}()
+		defer func() { gcancel(); <-gdone }()
+	}
 	ids, err := identity.New(identity.Options{Store: st, Logger: log, Audit: identityAudit(ctx, st, auditLog, log)})
 	if err != nil {
 		return err

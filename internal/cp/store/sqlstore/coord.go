@@ -37,11 +37,30 @@ func (s *Store) NotifyRevision(ctx context.Context, tx *sql.Tx, groupID string, 
 	return err
 }
 
+// grantsPayload is the announcement, on RevisionChannel, that some identity's roles, teams or
+// memberships changed. It cannot be mistaken for a revision: it has no space.
+const grantsPayload = "grants"
+
+// NotifyGrants announces, inside tx, that roles, teams or team memberships changed, so that every
+// control plane process reads the grants it cached again. Like NotifyRevision, it is delivered
+// when tx commits and does nothing on SQLite, whose single process learns of its own changes.
+func (s *Store) NotifyGrants(ctx context.Context, tx *sql.Tx) error {
+	if s.dialect.name() != "postgres" {
+		return nil
+	}
+	_, err := tx.ExecContext(ctx, `SELECT pg_notify($1, $2)`, RevisionChannel, grantsPayload)
+	return err
+}
+
 // ListenOptions configure ListenRevisions.
 type ListenOptions struct {
 	// OnRevision is called, on the listener's goroutine, for each announcement (this process's
 	// own included). It must not block.
 	OnRevision func(groupID string, rev int64)
+	// OnGrants is called, on the listener's goroutine, for each NotifyGrants announcement, and
+	// each time the listener (re)starts, since announcements made meanwhile are lost. It must not
+	// block.
+	OnGrants func()
 	// OnListening is called each time the listener (re)starts listening: announcements made
 	// while it was not listening are lost, so the caller catches up (reads the revisions it
 	// cares about) then. It must not block.
@@ -102,10 +121,19 @@ func (s *Store) listenOnce(ctx context.Context, opts ListenOptions) error {
 	if opts.OnListening != nil {
 		opts.OnListening()
 	}
+	if opts.OnGrants != nil {
+		opts.OnGrants()
+	}
 	for {
 		n, err := conn.WaitForNotification(ctx)
 		if err != nil {
 			return err
+		}
+		if n.Payload == grantsPayload {
+			if opts.OnGrants != nil {
+				opts.OnGrants()
+			}
+			continue
 		}
 		group, revText, ok := strings.Cut(n.Payload, " ")
 		rev, perr := strconv.ParseInt(revText, 10, 64)

@@ -269,6 +269,9 @@ func (s *Store) DeleteUser(ctx context.Context, orgID, kind, id string) error {
 		if _, err := tx.ExecContext(ctx, s.Rebind(`DELETE FROM users WHERE id = ?`), id); err != nil {
 			return err
 		}
+		if err := s.NotifyGrants(ctx, tx); err != nil {
+			return err
+		}
 		return recordUser(ctx, s, tx, store.ActionDelete, &before, nil)
 	})
 }
@@ -385,6 +388,9 @@ func (s *Store) DeleteTeam(ctx context.Context, orgID, id string) error {
 		if _, err = tx.ExecContext(ctx, s.Rebind(`DELETE FROM teams WHERE id = ?`), id); err != nil {
 			return err
 		}
+		if err := s.NotifyGrants(ctx, tx); err != nil {
+			return err
+		}
 		return recordTeam(ctx, s, tx, store.ActionDelete, &t, nil)
 	})
 }
@@ -400,6 +406,9 @@ func (s *Store) AddTeamMember(ctx context.Context, orgID, teamID, kind, userID s
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, s.Rebind(`INSERT INTO team_members (team_id, user_id, created_at) VALUES (?, ?, ?)`), teamID, userID, toDB(at)); err != nil {
+			return err
+		}
+		if err := s.NotifyGrants(ctx, tx); err != nil {
 			return err
 		}
 		return recordMember(ctx, s, tx, AuditMemberAdd, team, userID)
@@ -431,6 +440,9 @@ func (s *Store) RemoveTeamMember(ctx context.Context, orgID, teamID, kind, userI
 			if left == 0 {
 				return fmt.Errorf("remove the last active user of the Organization Admin team: %w", store.ErrLastOrgAdmin)
 			}
+		}
+		if err := s.NotifyGrants(ctx, tx); err != nil {
+			return err
 		}
 		return recordMember(ctx, s, tx, AuditMemberRemove, team, userID)
 	})

@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/gantry-gw/gantry/internal/cp/store"
 )
@@ -50,6 +49,9 @@ func insertRole(ctx context.Context, s *Store, tx *sql.Tx, a store.RoleAssignmen
 	if err != nil {
 		return fmt.Errorf("assign role: %w", s.mapErr(err))
 	}
+	if err := s.NotifyGrants(ctx, tx); err != nil {
+		return err
+	}
 	return recordRole(ctx, s, tx, AuditRoleAssign, a)
 }
 
@@ -91,30 +93,39 @@ func (s *Store) DeleteRoleAssignment(ctx context.Context, orgID, subjectType, su
 		if _, err := tx.ExecContext(ctx, s.Rebind(`DELETE FROM role_assignments WHERE id = ?`), id); err != nil {
 			return err
 		}
+		if err := s.NotifyGrants(ctx, tx); err != nil {
+			return err
+		}
 		return recordRole(ctx, s, tx, AuditRoleRemove, a)
 	})
 }
 
-// GrantsOf implements store.Roles with two queries: the identity's teams, then every assignment
-// of the identity and those teams.
+// GrantsOf implements store.Roles in one query: the assignments of the identity and of its
+// teams, and a row per Organization Admin team it belongs to.
 func (s *Store) GrantsOf(ctx context.Context, orgID, userID string) (store.Grants, error) {
 	var g store.Grants
-	subjects, orgAdmin, err := s.teamsOf(ctx, orgID, userID)
-	if err != nil {
-		return g, err
-	}
-	g.OrgAdmin = orgAdmin
-	q := `SELECT ` + roleCols + ` FROM role_assignments WHERE org_id = ? AND subject_id IN (?` + strings.Repeat(", ?", len(subjects)-2) + `) ORDER BY created_at, id`
-	rows, err := s.db.QueryContext(ctx, s.Rebind(q), subjects...)
+	rows, err := s.db.QueryContext(ctx, s.Rebind(`SELECT 'a', `+roleCols+` FROM role_assignments
+		WHERE org_id = ? AND (subject_id = ? OR subject_id IN (SELECT team_id FROM team_members WHERE user_id = ?))
+		UNION ALL
+		SELECT 'o', t.id, t.org_id, '', '', '', '', '', '', 0 FROM team_members m JOIN teams t ON t.id = m.team_id
+		WHERE m.user_id = ? AND t.org_id = ? AND t.predefined = ?
+		ORDER BY 1, 10, 2`), orgID, userID, userID, userID, orgID, store.TeamOrganizationAdmin)
 	if err != nil {
 		return g, err
 	}
 	defer rows.Close()
 	for rows.Next() {
-		a, err := scanRole(rows)
-		if err != nil {
+		var kind string
+		var a store.RoleAssignment
+		var created int64
+		if err := rows.Scan(&kind, &a.ID, &a.OrgID, &a.SubjectType, &a.SubjectID, &a.RoleName, &a.EntityTypeName, &a.EntityID, &a.EntityRegion, &created); err != nil {
 			return g, err
 		}
+		if kind == "o" {
+			g.OrgAdmin = true
+			continue
+		}
+		a.CreatedAt = fromDB(created)
 		g.Assignments = append(g.Assignments, a)
 	}
 	return g, rows.Err()
@@ -134,25 +145,4 @@ func (s *Store) CreateGroupWithAdmin(ctx context.Context, g store.RuntimeGroup, 
 		}
 		return nil
 	})
-}
-
-// teamsOf returns the query arguments (orgID, userID, then the id of every team userID belongs
-// to) and whether one of those teams is the Organization Admin team.
-func (s *Store) teamsOf(ctx context.Context, orgID, userID string) ([]any, bool, error) {
-	rows, err := s.db.QueryContext(ctx, s.Rebind(`SELECT t.id, t.predefined FROM team_members m JOIN teams t ON t.id = m.team_id
-		WHERE m.user_id = ? AND t.org_id = ?`), userID, orgID)
-	if err != nil {
-		return nil, false, err
-	}
-	defer rows.Close()
-	subjects, orgAdmin := []any{orgID, userID}, false
-	for rows.Next() {
-		var id, predefined string
-		if err := rows.Scan(&id, &predefined); err != nil {
-			return nil, false, err
-		}
-		orgAdmin = orgAdmin || predefined == store.TeamOrganizationAdmin
-		subjects = append(subjects, id)
-	}
-	return subjects, orgAdmin, rows.Err()
 }
