@@ -291,7 +291,7 @@ services:
 
 // TestRoleChangesReachEveryProcess revokes a role through one control plane process while
 // another serves the identity from its cached grants: the other process refuses the next
-// requests within seconds (the database announces the change), well before its 30 s cache would
+// requests within seconds (the database announces the change), well before its 5 minute cache would
 // have expired on its own.
 func TestRoleChangesReachEveryProcess(t *testing.T) {
 	h := newHACluster(t, storetest.NewPostgresDatabase(t), 2)
