@@ -63,16 +63,7 @@ type accountRequest struct {
 }
 
 func (req accountRequest) check(create bool) []api.InvalidParameter {
-	var bad []api.InvalidParameter
-	switch {
-	case req.Name != nil:
-		bad = append(bad, checkText("name", *req.Name, maxName, true)...)
-	case create:
-		bad = append(bad, api.InvalidParameter{Field: "name", Rule: "required", Reason: "is required", Source: "body"})
-	}
-	if req.Description != nil {
-		bad = append(bad, checkText("description", *req.Description, maxDescription, false)...)
-	}
+	bad := checkNamed(req.Name, req.Description, create)
 	if req.KonnectManaged != nil && *req.KonnectManaged {
 		bad = append(bad, api.InvalidParameter{Field: "konnect_managed", Rule: "enum", Reason: "must be false", Source: "body"})
 	}

@@ -56,15 +56,20 @@ type teamRequest struct {
 }
 
 func (req teamRequest) check(create bool) []api.InvalidParameter {
+	return checkNamed(req.Name, req.Description, create)
+}
+
+// checkNamed checks the name (required on create) and description of a team or system account.
+func checkNamed(name, description *string, create bool) []api.InvalidParameter {
 	var bad []api.InvalidParameter
 	switch {
-	case req.Name != nil:
-		bad = append(bad, checkText("name", *req.Name, maxName, true)...)
+	case name != nil:
+		bad = append(bad, checkText("name", *name, maxName, true)...)
 	case create:
 		bad = append(bad, api.InvalidParameter{Field: "name", Rule: "required", Reason: "is required", Source: "body"})
 	}
-	if req.Description != nil {
-		bad = append(bad, checkText("description", *req.Description, maxDescription, false)...)
+	if description != nil {
+		bad = append(bad, checkText("description", *description, maxDescription, false)...)
 	}
 	return bad
 }
