@@ -1,6 +1,8 @@
 package api
 
 import (
+	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"time"
@@ -167,8 +169,11 @@ func (a *API) createAssigned(w http.ResponseWriter, r *http.Request, as assignee
 		RoleName: role.Name, EntityTypeName: role.EntityType, EntityID: req.EntityID, EntityRegion: req.EntityRegion, CreatedAt: a.now().UTC(),
 	}
 	if err := a.store.CreateRoleAssignment(r.Context(), ra); err != nil {
-		if isConflict(err) {
-			err = problem(http.StatusConflict, "The "+strings.TrimPrefix(as.base, "/v3/")+" subject already holds this role on this entity, or holds the most role assignments allowed.")
+		switch {
+		case errors.Is(err, store.ErrTooManyAssignments):
+			err = problem(http.StatusConflict, fmt.Sprintf("This identity already holds %d role assignments, the most allowed; remove one first.", store.MaxRoleAssignments))
+		case isConflict(err):
+			err = problem(http.StatusConflict, "This identity already holds the role "+quote(ra.RoleName)+" on "+quote(ra.EntityID)+" in region "+quote(ra.EntityRegion)+".")
 		}
 		a.fail(w, r, err)
 		return

@@ -2,8 +2,16 @@ package store
 
 import (
 	"context"
+	"errors"
 	"time"
 )
+
+// MaxRoleAssignments bounds the direct assignments of one subject, so that the grants the policy
+// loads per identity, and the group filter built from them, stay small.
+const MaxRoleAssignments = 500
+
+// ErrTooManyAssignments means a subject already holds the most role assignments allowed.
+var ErrTooManyAssignments = errors.New("too many role assignments")
 
 // Subject types of role assignments. System accounts live in the users table, so their
 // assignments have SubjectUser too.

@@ -9,10 +9,6 @@ import (
 	"github.com/gantry-gw/gantry/internal/cp/store"
 )
 
-// MaxRoleAssignments bounds the direct assignments of one subject, so that the grants the policy
-// loads per identity, and the group filter built from them, stay small.
-const MaxRoleAssignments = 500
-
 const roleCols = `id, org_id, subject_type, subject_id, role_name, entity_type_name, entity_id, entity_region, created_at`
 
 func scanRole(sc interface{ Scan(...any) error }) (store.RoleAssignment, error) {
@@ -41,8 +37,8 @@ func insertRole(ctx context.Context, s *Store, tx *sql.Tx, a store.RoleAssignmen
 	if err := tx.QueryRowContext(ctx, s.Rebind(`SELECT COUNT(*) FROM role_assignments WHERE subject_id = ?`), a.SubjectID).Scan(&n); err != nil {
 		return err
 	}
-	if n >= MaxRoleAssignments {
-		return fmt.Errorf("a subject holds at most %d role assignments: %w", MaxRoleAssignments, store.ErrConflict)
+	if n >= store.MaxRoleAssignments {
+		return fmt.Errorf("a subject holds at most %d role assignments: %w", store.MaxRoleAssignments, store.ErrTooManyAssignments)
 	}
 	_, err := tx.ExecContext(ctx, s.Rebind(`INSERT INTO role_assignments (`+roleCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
 		a.ID, a.OrgID, a.SubjectType, a.SubjectID, a.RoleName, a.EntityTypeName, a.EntityID, a.EntityRegion, toDB(a.CreatedAt))

@@ -150,3 +150,28 @@ func TestRoleAssignments(t *testing.T) {
 		}
 	})
 }
+
+// TestRoleAssignmentLimit fills a subject up to MaxRoleAssignments: one more is refused with
+// ErrTooManyAssignments and not stored.
+func TestRoleAssignmentLimit(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, s *sqlstore.Store) {
+		ctx := context.Background()
+		b := bootstrap(t, s)
+		user := addUser(t, s, b.Org.ID)
+		assign := func() error {
+			return s.CreateRoleAssignment(ctx, store.RoleAssignment{ID: uuid.NewString(), OrgID: b.Org.ID, SubjectType: store.SubjectUser, SubjectID: user,
+				RoleName: "Viewer", EntityTypeName: "Runtime Groups", EntityID: uuid.NewString(), EntityRegion: "us", CreatedAt: time.Now()})
+		}
+		for i := range store.MaxRoleAssignments {
+			if err := assign(); err != nil {
+				t.Fatalf("assignment %d: %v", i+1, err)
+			}
+		}
+		if err := assign(); !errors.Is(err, store.ErrTooManyAssignments) {
+			t.Fatalf("assignment %d: %v, want ErrTooManyAssignments", store.MaxRoleAssignments+1, err)
+		}
+		if list, _ := s.ListRoleAssignments(ctx, b.Org.ID, store.SubjectUser, user); len(list) != store.MaxRoleAssignments {
+			t.Fatalf("%d assignments stored, want %d", len(list), store.MaxRoleAssignments)
+		}
+	})
+}
