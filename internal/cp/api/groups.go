@@ -355,6 +355,15 @@ type pageMeta struct {
 	Total  int `json:"total"`
 }
 
+// WriteList answers one page of a page-numbered list in Konnect's shape: {"data": […], "meta":
+// {"page": {"number", "size", "total"}}}. A nil data is written as [].
+func WriteList[T any](w http.ResponseWriter, number, size, total int, data []T) {
+	if data == nil {
+		data = []T{}
+	}
+	WriteJSON(w, http.StatusOK, map[string]any{"data": data, "meta": listMeta{Page: pageMeta{Number: number, Size: size, Total: total}}})
+}
+
 func (a *API) listGroups(w http.ResponseWriter, r *http.Request) {
 	q, err := parseGroupQuery(r.URL.Query())
 	if err != nil {
@@ -375,7 +384,7 @@ func (a *API) listGroups(w http.ResponseWriter, r *http.Request) {
 		data = append(data, a.groupView(g))
 	}
 	data = a.withCounts(r, data...)
-	WriteJSON(w, http.StatusOK, map[string]any{"data": data, "meta": listMeta{Page: pageMeta{Number: q.PageNumber, Size: q.PageSize, Total: total}}})
+	WriteList(w, q.PageNumber, q.PageSize, total, data)
 }
 
 var filterRE = regexp.MustCompile(`^filter\[([a-z_]+|labels\.[^\[\]]+)\](?:\[([a-z]+)\])?$`)

@@ -113,7 +113,7 @@ func (a *API) listAssigned(w http.ResponseWriter, r *http.Request, as assignee, 
 	for _, ra := range list {
 		data = append(data, assignedView(ra))
 	}
-	WriteJSON(w, http.StatusOK, map[string]any{"data": data, "meta": listMeta{Page: pageMeta{Number: 1, Size: len(data), Total: len(data)}}})
+	WriteList(w, 1, len(data), len(data), data)
 }
 
 type assignRequest struct {

@@ -98,7 +98,7 @@ func (a *API) listTokens(w http.ResponseWriter, r *http.Request) {
 	for _, t := range ts {
 		data = append(data, tokenView(t))
 	}
-	WriteJSON(w, http.StatusOK, map[string]any{"data": data, "meta": listMeta{Page: pageMeta{Number: 1, Size: len(data), Total: len(data)}}})
+	WriteList(w, 1, len(data), len(data), data)
 }
 
 func (a *API) findToken(r *http.Request) (store.Token, error) {

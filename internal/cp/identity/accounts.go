@@ -51,7 +51,7 @@ func (s *Service) listAccounts(w http.ResponseWriter, r *http.Request) {
 	for _, u := range accounts {
 		data = append(data, accountView(u))
 	}
-	writeList(w, q, total, data)
+	api.WriteList(w, q.PageNumber, q.PageSize, total, data)
 }
 
 type accountRequest struct {
@@ -198,7 +198,7 @@ func (s *Service) listAccountTokens(w http.ResponseWriter, r *http.Request) {
 	for _, t := range ts {
 		data = append(data, tokenView(t))
 	}
-	writeList(w, store.IdentityQuery{PageNumber: 1, PageSize: len(data)}, len(data), data)
+	api.WriteList(w, 1, len(data), len(data), data)
 }
 
 // createAccountToken issues an access token for the system account; the secret (prefix gsat_) is

@@ -47,7 +47,7 @@ func (s *Service) listTeams(w http.ResponseWriter, r *http.Request) {
 	for _, t := range teams {
 		data = append(data, teamView(t))
 	}
-	writeList(w, q, total, data)
+	api.WriteList(w, q.PageNumber, q.PageSize, total, data)
 }
 
 type teamRequest struct {
@@ -195,14 +195,14 @@ func (s *Service) listMembers(kind string) http.HandlerFunc {
 			for _, u := range members {
 				data = append(data, accountView(u))
 			}
-			writeList(w, q, total, data)
+			api.WriteList(w, q.PageNumber, q.PageSize, total, data)
 			return
 		}
 		data := make([]userJSON, 0, len(members))
 		for _, u := range members {
 			data = append(data, userView(u))
 		}
-		writeList(w, q, total, data)
+		api.WriteList(w, q.PageNumber, q.PageSize, total, data)
 	}
 }
 

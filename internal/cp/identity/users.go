@@ -88,24 +88,6 @@ func checkPassword(field, pw string) []api.InvalidParameter {
 	return nil
 }
 
-// listMeta is the meta object of every list answer.
-type listMeta struct {
-	Page pageMeta `json:"page"`
-}
-
-type pageMeta struct {
-	Number int `json:"number"`
-	Size   int `json:"size"`
-	Total  int `json:"total"`
-}
-
-func writeList[T any](w http.ResponseWriter, q store.IdentityQuery, total int, data []T) {
-	if data == nil {
-		data = []T{}
-	}
-	api.WriteJSON(w, http.StatusOK, map[string]any{"data": data, "meta": listMeta{Page: pageMeta{Number: q.PageNumber, Size: q.PageSize, Total: total}}})
-}
-
 var filterRE = regexp.MustCompile(`^filter\[([a-z_]+)\](?:\[([a-z]+)\])?$`)
 
 // Filterable fields and their operators, per listing.
@@ -212,7 +194,7 @@ func (s *Service) listUsers(w http.ResponseWriter, r *http.Request) {
 	for _, u := range users {
 		data = append(data, userView(u))
 	}
-	writeList(w, q, total, data)
+	api.WriteList(w, q.PageNumber, q.PageSize, total, data)
 }
 
 type createUserRequest struct {
