@@ -70,9 +70,14 @@ func writeProblem(w http.ResponseWriter, id string, p *Problem) {
 	_ = json.NewEncoder(w).Encode(p)
 }
 
-// fail is the one place where errors become API answers: problems pass through, store sentinel
-// errors map to their status, and anything else is a 500 whose detail stays in the log.
-func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
+// fail answers err with Fail and the API's logger.
+func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) { Fail(w, r, a.log, err) }
+
+// Fail is where errors of the problem+json routes become answers: problems pass through, store
+// sentinel errors map to their status, and anything else is a 500 (or a 503 while the database
+// is unreachable) whose detail stays in log. Packages with errors of their own map those first
+// and hand the rest to Fail.
+func Fail(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
 	var p *Problem
 	switch {
 	case errors.As(err, &p):
@@ -87,10 +92,10 @@ func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.Is(err, r.Context().Err()):
 		p = problem(499, "The request was cancelled.")
 	default:
-		p = ServerProblem(w, r, a.log, err)
+		p = ServerProblem(w, r, log, err)
 	}
 	if p.Status >= 500 {
-		a.log.Log(r.Context(), slog.LevelError, "answered with server error", "status", p.Status, "request_id", requestID(r))
+		log.Log(r.Context(), slog.LevelError, "answered with server error", "status", p.Status, "request_id", requestID(r))
 	}
 	WriteProblem(w, r, p)
 }

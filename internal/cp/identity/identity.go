@@ -143,28 +143,16 @@ func caller(r *http.Request) api.Principal {
 	return p
 }
 
-// fail maps every error of the identity routes to problem+json, in one place.
+// fail answers the identity routes' own errors, and hands the rest to api.Fail.
 func (s *Service) fail(w http.ResponseWriter, r *http.Request, err error) {
-	var p *api.Problem
 	switch {
-	case errors.As(err, &p):
 	case errors.Is(err, store.ErrPredefinedTeam):
 		msg := strings.TrimSuffix(err.Error(), ": "+store.ErrPredefinedTeam.Error())
-		p = &api.Problem{Status: http.StatusBadRequest, Detail: upperFirst(msg) + ": the predefined teams Organization Admin and Runtime Admin always exist under their names."}
+		err = &api.Problem{Status: http.StatusBadRequest, Detail: upperFirst(msg) + ": the predefined teams Organization Admin and Runtime Admin always exist under their names."}
 	case errors.Is(err, store.ErrLastOrgAdmin):
-		p = &api.Problem{Status: http.StatusConflict, Detail: "The organization needs at least one active user in the Organization Admin team: add another before removing this one."}
-	case errors.Is(err, store.ErrNotFound):
-		p = &api.Problem{Status: http.StatusNotFound, Detail: "The requested resource was not found."}
-	case errors.Is(err, store.ErrConflict):
-		p = &api.Problem{Status: http.StatusConflict, Detail: "A resource with the same unique fields already exists."}
-	case errors.Is(err, store.ErrForeignKey):
-		p = &api.Problem{Status: http.StatusConflict, Detail: "The resource references, or is referenced by, another resource."}
-	case errors.Is(err, context.Canceled):
-		p = &api.Problem{Status: 499, Detail: "The request was cancelled."}
-	default:
-		p = api.ServerProblem(w, r, s.log, err)
+		err = &api.Problem{Status: http.StatusConflict, Detail: "The organization needs at least one active user in the Organization Admin team: add another before removing this one."}
 	}
-	api.WriteProblem(w, r, p)
+	api.Fail(w, r, s.log, err)
 }
 
 func upperFirst(s string) string {
