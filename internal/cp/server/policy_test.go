@@ -224,6 +224,9 @@ func TestPolicyTable(t *testing.T) {
 					got = hidden
 				case code == 401:
 					got = "401"
+				case code >= 500:
+					// A server error is no answer of the policy's: it must not pass as allowed.
+					got = outcome(fmt.Sprintf("server error %d", code))
 				default:
 					got = allow
 				}
