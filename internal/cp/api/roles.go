@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -94,14 +95,12 @@ func (a *API) assigned(as assignee, fn func(w http.ResponseWriter, r *http.Reque
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id := r.PathValue(as.param)
 		if _, err := uuid.Parse(id); err != nil {
-			a.fail(w, r, problem(http.StatusNotFound, "No "+strings.TrimSuffix(strings.TrimPrefix(as.base, "/v3/"), "s")+" with id "+quote(id)+"."))
+			a.fail(w, r, problem(http.StatusNotFound, "No "+strings.TrimSuffix(strings.TrimPrefix(as.base, "/v3/"), "s")+" with id "+strconv.Quote(id)+"."))
 			return
 		}
 		fn(w, r, as, id)
 	})
 }
-
-func quote(s string) string { return `"` + strings.ReplaceAll(s, `"`, `\"`) + `"` }
 
 func (a *API) listAssigned(w http.ResponseWriter, r *http.Request, as assignee, id string) {
 	list, err := a.store.ListRoleAssignments(r.Context(), principal(r).OrgID, as.subjectType, id)
@@ -136,7 +135,7 @@ func (a *API) createAssigned(w http.ResponseWriter, r *http.Request, as assignee
 	}
 	role, ok := policy.LookupRole(req.RoleName, req.EntityTypeName)
 	if !ok && req.EntityTypeName != "" {
-		bad = append(bad, InvalidParameter{Field: "role_name", Rule: "enum", Reason: "must be a role of " + quote(req.EntityTypeName) + " listed by GET /v3/roles", Source: "body"})
+		bad = append(bad, InvalidParameter{Field: "role_name", Rule: "enum", Reason: "must be a role of " + strconv.Quote(req.EntityTypeName) + " listed by GET /v3/roles", Source: "body"})
 	}
 	if req.EntityRegion == "" {
 		req.EntityRegion = policy.Wildcard
@@ -149,7 +148,7 @@ func (a *API) createAssigned(w http.ResponseWriter, r *http.Request, as assignee
 		bad = append(bad, InvalidParameter{Field: "entity_id", Rule: "required", Reason: "is required: a runtime group's id, or * for every group", Source: "body"})
 	case req.EntityID == policy.Wildcard:
 	case ok && role.EntityType != policy.EntityRuntimeGroups:
-		bad = append(bad, InvalidParameter{Field: "entity_id", Rule: "enum", Reason: "must be * for " + quote(role.EntityType), Source: "body"})
+		bad = append(bad, InvalidParameter{Field: "entity_id", Rule: "enum", Reason: "must be * for " + strconv.Quote(role.EntityType), Source: "body"})
 	default:
 		g, err := a.store.GetGroup(r.Context(), p.OrgID, req.EntityID)
 		if err != nil && !isNotFound(err) {
@@ -157,7 +156,7 @@ func (a *API) createAssigned(w http.ResponseWriter, r *http.Request, as assignee
 			return
 		}
 		if err != nil || (req.EntityRegion != policy.Wildcard && g.Region != req.EntityRegion) {
-			bad = append(bad, InvalidParameter{Field: "entity_id", Rule: "exists", Reason: "names no runtime group of this organization in region " + quote(req.EntityRegion), Source: "body"})
+			bad = append(bad, InvalidParameter{Field: "entity_id", Rule: "exists", Reason: "names no runtime group of this organization in region " + strconv.Quote(req.EntityRegion), Source: "body"})
 		}
 	}
 	if len(bad) > 0 {
@@ -173,7 +172,7 @@ func (a *API) createAssigned(w http.ResponseWriter, r *http.Request, as assignee
 		case errors.Is(err, store.ErrTooManyAssignments):
 			err = problem(http.StatusConflict, fmt.Sprintf("This identity already holds %d role assignments, the most allowed; remove one first.", store.MaxRoleAssignments))
 		case isConflict(err):
-			err = problem(http.StatusConflict, "This identity already holds the role "+quote(ra.RoleName)+" on "+quote(ra.EntityID)+" in region "+quote(ra.EntityRegion)+".")
+			err = problem(http.StatusConflict, "This identity already holds the role "+strconv.Quote(ra.RoleName)+" on "+strconv.Quote(ra.EntityID)+" in region "+strconv.Quote(ra.EntityRegion)+".")
 		}
 		a.fail(w, r, err)
 		return
