@@ -4,7 +4,9 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gantry-gw/gantry/internal/cp/store"
 	"github.com/gantry-gw/gantry/internal/cp/store/redact"
@@ -38,7 +40,7 @@ func RequestAudit(r *http.Request) store.AuditEntry {
 		Timestamp: time.Now().UTC(),
 		Method:    r.Method,
 		// A key-auth credential may be addressed by its key: the path is redacted too.
-		Path:      redact.Path(r.URL.Path),
+		Path:      ClientText(redact.Path(r.URL.Path), maxAuditPath),
 		RequestID: requestID(r),
 		SourceAddr: func() string {
 			if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
@@ -46,7 +48,7 @@ func RequestAudit(r *http.Request) store.AuditEntry {
 			}
 			return r.RemoteAddr
 		}(),
-		UserAgent: truncate(r.UserAgent(), 512),
+		UserAgent: ClientText(r.UserAgent(), maxAuditUserAgent),
 	}
 	if p, ok := PrincipalFrom(r.Context()); ok {
 		e.OrgID, e.ActorID, e.ActorName, e.AuthMethod, e.TokenID = p.OrgID, p.UserID, p.Name, p.Method, p.TokenID
@@ -58,9 +60,22 @@ func RequestAudit(r *http.Request) store.AuditEntry {
 	return e
 }
 
-func truncate(s string, n int) string {
+// Bounds of the client-chosen text an audit entry keeps, in bytes.
+const (
+	maxAuditPath      = 2048
+	maxAuditUserAgent = 512
+)
+
+// ClientText makes client-chosen bytes (a header, a path, a name) fit a text column: invalid
+// UTF-8 is replaced (PostgreSQL refuses it, which would fail the write the text belongs to), and
+// the result is cut to at most n bytes, between characters.
+func ClientText(s string, n int) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
 	if len(s) <= n {
 		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
 	}
 	return s[:n]
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gantry-gw/gantry/internal/cp/api"
 	"github.com/gantry-gw/gantry/internal/cp/auth"
@@ -96,6 +97,56 @@ func TestAuditOfRequests(t *testing.T) {
 		want := "POST/test/g1/forbidden denied Forbidden|POST/test/accepted create Accepted"
 		if strings.Join(got, "|") != want {
 			t.Fatalf("entries:\n%s\nwant:\n%s", strings.Join(got, "|"), want)
+		}
+	})
+}
+
+// TestAuditOfHostileRequestFields sends a write whose user agent is long and multi-byte, with an
+// invalid UTF-8 byte, and whose request id is not printable: the write still succeeds, and its
+// entry holds valid UTF-8 within the bounds (PostgreSQL refuses invalid UTF-8 text, which would
+// undo the write with its entry).
+func TestAuditOfHostileRequestFields(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, s *sqlstore.Store) {
+		token := auth.NewToken()
+		res, err := s.Bootstrap(context.Background(), store.BootstrapParams{OrgName: "Acme", Region: "us", AdminName: "admin",
+			AdminToken: store.Token{Name: "admin", Hash: auth.HashToken(token), Hint: auth.Hint(token)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, err := api.New(api.Options{Store: s, Region: "us"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := httptest.NewServer(a.Handler())
+		defer srv.Close()
+		req, _ := http.NewRequest("POST", srv.URL+"/v2/runtime-groups", strings.NewReader(`{"name": "g"}`))
+		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("User-Agent", "\xff"+strings.Repeat("é", 400))
+		req.Header.Set("X-Request-Id", "id\xff")
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 201 {
+			t.Fatalf("write with hostile headers: %d", resp.StatusCode)
+		}
+		if id := resp.Header.Get("X-Request-Id"); strings.ContainsFunc(id, func(r rune) bool { return r < 0x21 || r > 0x7e }) {
+			t.Errorf("request id %q echoed with unprintable bytes", id)
+		}
+		entries, _, err := s.ListAudit(context.Background(), store.AuditQuery{OrgID: res.Org.ID, Limit: 10})
+		if err != nil || len(entries) != 1 {
+			t.Fatalf("entries %+v, %v", entries, err)
+		}
+		e := entries[0]
+		for name, v := range map[string]string{"user agent": e.UserAgent, "request id": e.RequestID, "path": e.Path} {
+			if !utf8.ValidString(v) {
+				t.Errorf("%s %q is not valid UTF-8", name, v)
+			}
+		}
+		if len(e.UserAgent) > 512 || !strings.HasSuffix(e.UserAgent, "é") {
+			t.Errorf("user agent kept %d bytes, ending %q: want at most 512, cut between characters", len(e.UserAgent), e.UserAgent[max(0, len(e.UserAgent)-4):])
 		}
 	})
 }

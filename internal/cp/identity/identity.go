@@ -179,19 +179,12 @@ func (s *Service) recordAudit(w http.ResponseWriter, r *http.Request, e store.Au
 	e.Method, e.Path = r.Method, r.URL.Path
 	e.RequestID = w.Header().Get("X-Request-Id")
 	e.SourceAddr = sourceAddress(r)
-	e.UserAgent = truncate(r.UserAgent(), maxUserAgent)
+	e.UserAgent = api.ClientText(r.UserAgent(), maxUserAgent)
 	s.audit(context.WithoutCancel(r.Context()), e)
 }
 
 // maxUserAgent bounds the user agent kept with a session or an audit entry.
 const maxUserAgent = 512
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n]
-}
 
 func isNotFound(err error) bool { return errors.Is(err, store.ErrNotFound) }
 func isConflict(err error) bool { return errors.Is(err, store.ErrConflict) }

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gantry-gw/gantry/internal/cp/api"
 	"github.com/gantry-gw/gantry/internal/cp/auth"
@@ -477,5 +478,42 @@ func TestIdentityAPI(t *testing.T) {
 		wantStatus(t, e.req("GET", "/v3/users/me", annCK, "", nil), 401)
 		wantStatus(t, e.admin("DELETE", "/v3/system-accounts/"+ciID, nil), 204)
 		wantStatus(t, e.admin("GET", "/v3/system-accounts/"+ciID, nil), 404)
+	})
+}
+
+// TestLoginWithHostileText logs in with a user agent that is long, multi-byte and holds an invalid
+// UTF-8 byte, and fails a login with such a username: the session is stored (PostgreSQL refuses
+// invalid UTF-8 text) and what the audit log gets is valid UTF-8 within its bounds.
+func TestLoginWithHostileText(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, s *sqlstore.Store) {
+		e := newEnv(t, s, envOpts{})
+		send := func(user string) int {
+			body, _ := json.Marshal(map[string]string{"username": user, "password": adminPassword})
+			req, _ := http.NewRequest("POST", e.srv.URL+"/v3/authenticate", bytes.NewReader(body))
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("User-Agent", "\xff"+strings.Repeat("é", 400))
+			res, err := e.srv.Client().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res.Body.Close()
+			return res.StatusCode
+		}
+		if code := send("admin@example.com"); code != 200 {
+			t.Fatalf("login with a hostile user agent: %d", code)
+		}
+		if code := send(strings.Repeat("é", 200)); code != 401 {
+			t.Fatalf("login as an unknown multi-byte name: %d", code)
+		}
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		if len(e.audits) != 2 {
+			t.Fatalf("%d audit entries, want 2", len(e.audits))
+		}
+		for _, a := range e.audits {
+			if !utf8.ValidString(a.UserAgent) || len(a.UserAgent) > 512 || !utf8.ValidString(a.ActorName) || len(a.ActorName) > 254 {
+				t.Errorf("entry %s: user agent of %d bytes (valid %v), actor name %q", a.Action, len(a.UserAgent), utf8.ValidString(a.UserAgent), a.ActorName)
+			}
+		}
 	})
 }

@@ -170,7 +170,7 @@ func (s *Service) login(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, badRequest("The login request is not valid.", bad...))
 		return
 	}
-	account := truncate(strings.ToLower(strings.TrimSpace(*req.Username)), maxEmail)
+	account := api.ClientText(strings.ToLower(strings.TrimSpace(*req.Username)), maxEmail)
 	addr := sourceAddress(r)
 	now := s.now()
 	if wait := s.limiter.blocked(now, account, addr); wait > 0 {
@@ -202,7 +202,7 @@ func (s *Service) login(w http.ResponseWriter, r *http.Request) {
 	secret := api.NewSessionSecret()
 	se := store.Session{
 		ID: api.SessionID(secret), OrgID: user.OrgID, UserID: user.ID, CSRFToken: api.NewSessionSecret(),
-		SourceAddress: addr, UserAgent: truncate(r.UserAgent(), maxUserAgent),
+		SourceAddress: addr, UserAgent: api.ClientText(r.UserAgent(), maxUserAgent),
 		CreatedAt: now, LastSeenAt: now, ExpiresAt: now.Add(maxAge),
 	}
 	if err := s.store.CreateSession(r.Context(), se); err != nil {
